@@ -1,0 +1,24 @@
+"""vit_hf: Vision Transformers (plain and hybrid) for the Hugging Face stack, with exact timm weights."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+
+from .configuration_vit_hf import ViTHFConfig, list_presets
+from .modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, ViTHFPreTrainedModel
+
+__version__ = "0.1.0"
+
+AutoConfig.register(ViTHFConfig.model_type, ViTHFConfig, exist_ok=True)
+AutoModel.register(ViTHFConfig, ViTHFModel, exist_ok=True)
+AutoModelForImageClassification.register(ViTHFConfig, ViTHFForImageClassification, exist_ok=True)
+# Saving then writes `auto_map` and copies the code, so folders load with trust_remote_code=True without vit_hf.
+ViTHFConfig.register_for_auto_class()
+ViTHFModel.register_for_auto_class("AutoModel")
+ViTHFForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+
+__all__ = [
+    "ViTHFConfig",
+    "ViTHFForImageClassification",
+    "ViTHFModel",
+    "ViTHFPreTrainedModel",
+    "list_presets",
+]

@@ -1,0 +1,252 @@
+"""ViTHFConfig: every architectural choice of a (hybrid) Vision Transformer, with validation and named presets."""
+
+import difflib
+import re
+
+from transformers.configuration_utils import PreTrainedConfig
+
+# Width, depth, heads and MLP size of the ViT paper's model sizes (plus DeiT's tiny and small).
+MODEL_SIZES = {
+    "tiny": dict(hidden_size=192, num_hidden_layers=12, num_attention_heads=3, intermediate_size=768),
+    "small": dict(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    "large": dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096),
+    "huge": dict(hidden_size=1280, num_hidden_layers=32, num_attention_heads=16, intermediate_size=5120),
+}
+PRESET_PATCH_SIZES = (8, 14, 16, 32)
+PRESET_IMAGE_SIZES = (224, 384)
+# 384 is not a multiple of 14: patch-14 models use 392 (a 28 x 28 grid) as their high resolution.
+HIGH_RES_FOR_PATCH = {8: 384, 14: 392, 16: 384, 32: 384}
+# Hybrid presets: the BiT ResNetV2 stage depths of timm's R26 / R50 hybrids.
+HYBRID_PRESETS = {
+    "base_r50_s16": dict(MODEL_SIZES["base"], backbone_depths=[3, 4, 9], patch_size=1),
+    "large_r50_s32": dict(MODEL_SIZES["large"], backbone_depths=[3, 4, 6, 3], patch_size=1),
+    "small_r26_s32": dict(MODEL_SIZES["small"], backbone_depths=[2, 2, 2, 2], patch_size=1),
+    "tiny_r_s16_p8": dict(MODEL_SIZES["tiny"], backbone_depths=[], patch_size=8),
+}
+POOLING_TYPES = ("cls", "mean", "max", "avgmax")
+
+
+def list_presets() -> list[str]:
+    """Names accepted by `ViTHFConfig.from_preset`, e.g. `base_patch16_384` or `base_r50_s16_384`."""
+    plain = [
+        f"{size}_patch{patch}_{image}"
+        for size in MODEL_SIZES
+        for patch in PRESET_PATCH_SIZES
+        for image in (224, HIGH_RES_FOR_PATCH[patch])
+    ]
+    hybrid = [f"{name}_{image}" for name in HYBRID_PRESETS for image in PRESET_IMAGE_SIZES]
+    return plain + hybrid
+
+
+def to_2tuple(size) -> tuple[int, int]:
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+class ViTHFConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Vision Transformer (ViT, "An Image is Worth 16x16 Words") and of its hybrid variant, where a
+    BiT-style ResNetV2 turns the image into a feature map whose cells become the tokens.
+
+    Parameter names of the models built from it follow timm's `VisionTransformer`, so a timm checkpoint maps one to
+    one (see `vit_hf.from_timm`). Defaults are ViT-B/16 at 224 with timm's conventions (LayerNorm eps 1e-6, exact
+    GELU, class-token pooling).
+
+    Example:
+    ```python
+    >>> from vit_hf import ViTHFConfig, ViTHFForImageClassification
+    >>> config = ViTHFConfig.from_preset("base_patch16_384", num_labels=10)
+    >>> model = ViTHFForImageClassification(config)
+    ```
+    """
+
+    model_type = "vit_hf"
+
+    # Input: square or (height, width) images; patches of `patch_size` every `patch_stride` pixels.
+    image_size: int | list[int] = 224
+    patch_size: int = 16
+    patch_stride: int | None = None  # None: = patch_size; smaller gives overlapping patches (padded to keep H/stride)
+    num_channels: int = 3
+    patch_embed_bias: bool = True  # CLIP-style models drop it because a pre-norm follows
+    # Transformer width and depth.
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"  # exact GELU, as timm's nn.GELU
+    qkv_bias: bool = True
+    qk_norm: bool = False  # LayerNorm on queries and keys per head (timm `qk_norm`)
+    layer_norm_eps: float = 1e-6  # timm's value; transformers' ViT default (1e-12) changes timm logits by ~1e-3
+    layer_scale_init_value: float | None = None  # per-channel residual scales (CaiT / DeiT-III / DINOv2)
+    # Tokens in front of the patches, and position embeddings.
+    class_token: bool = True
+    num_register_tokens: int = 0  # "Vision Transformers Need Registers": extra learned tokens, dropped at pooling
+    use_pos_embed: bool = True
+    no_embed_class: bool = False  # True: position embeddings cover the patches only (DeiT-III, big_vision)
+    pre_norm: bool = False  # LayerNorm before the blocks (CLIP)
+    # Pooling and the head.
+    pooling: str = "cls"  # "cls": class token (ViT paper); "mean": mean of patch tokens (the seed model); max, avgmax
+    final_norm: bool = True
+    fc_norm: bool | None = None  # norm after pooling instead of before; None: only for mean/max pooling (timm)
+    # Regularisation.
+    hidden_dropout_prob: float = 0.0  # after the attention projection and the MLP
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth, rising linearly from 0 at the first block to this at the last
+    classifier_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    # Hybrid backbone: None for plain patches; a list of ResNetV2 stage depths, e.g. [3, 4, 9] for R50+ViT-B/16,
+    # or [] for the stem alone. The patch embedding then runs on the backbone's feature map (patch_size 1 usually).
+    backbone_depths: list[int] | None = None
+    backbone_stem_channels: int = 64
+    backbone_width_factor: int = 1
+
+    def __post_init__(self, **kwargs):
+        _reject_misspelled_fields(kwargs, type(self))
+        if self.patch_stride is None:
+            self.patch_stride = self.patch_size
+        if isinstance(self.image_size, tuple):
+            self.image_size = list(self.image_size)
+        if self.backbone_depths is not None:
+            self.backbone_depths = list(self.backbone_depths)
+        super().__post_init__(**kwargs)
+        self._validate()
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        return int(self.class_token) + self.num_register_tokens
+
+    @property
+    def use_fc_norm(self) -> bool:
+        return self.pooling != "cls" if self.fc_norm is None else self.fc_norm
+
+    @property
+    def backbone_stride(self) -> int:
+        """Pixels per cell of the hybrid backbone's feature map (1 without a backbone)."""
+        if self.backbone_depths is None:
+            return 1
+        # stem: stride-2 conv + stride-2 max pool; stages after the first halve the map again.
+        return 4 * 2 ** max(len(self.backbone_depths) - 1, 0)
+
+    @property
+    def backbone_channels(self) -> int:
+        if not self.backbone_depths:
+            return self.backbone_stem_channels * self.backbone_width_factor
+        return 256 * 2 ** (len(self.backbone_depths) - 1) * self.backbone_width_factor
+
+    @property
+    def token_stride(self) -> int:
+        """Pixels between neighbouring tokens."""
+        return self.backbone_stride * self.patch_stride
+
+    def grid_size(self, image_size=None) -> tuple[int, int]:
+        """Tokens per column and per row for `image_size` (default: the configured one)."""
+        height, width = to_2tuple(self.image_size if image_size is None else image_size)
+        return height // self.token_stride, width // self.token_stride
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "ViTHFConfig":
+        """A named architecture: `{tiny,small,base,large,huge}_patch{8,16,32}_{224,384}`, `..._patch14_{224,392}`
+        or a hybrid such as
+        `base_r50_s16_384` (see `list_presets()`). Keyword arguments override preset values."""
+        match = re.fullmatch(r"(tiny|small|base|large|huge)_patch(\d+)_(\d+)", name)
+        if match and int(match[2]) in PRESET_PATCH_SIZES and int(match[3]) in (224, HIGH_RES_FOR_PATCH[int(match[2])]):
+            values = dict(MODEL_SIZES[match[1]], patch_size=int(match[2]), image_size=int(match[3]))
+        elif (
+            (match := re.fullmatch(r"(.+)_(\d+)", name))
+            and match[1] in HYBRID_PRESETS
+            and int(match[2]) in PRESET_IMAGE_SIZES
+        ):
+            values = dict(HYBRID_PRESETS[match[1]], image_size=int(match[2]))
+        else:
+            close = difflib.get_close_matches(name, list_presets(), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(f"Unknown preset {name!r}.{hint} Available presets: {', '.join(list_presets())}.")
+        return cls(**{**values, **kwargs})
+
+    def _validate(self) -> None:
+        ints = {
+            "patch_size": self.patch_size,
+            "patch_stride": self.patch_stride,
+            "num_channels": self.num_channels,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "backbone_stem_channels": self.backbone_stem_channels,
+            "backbone_width_factor": self.backbone_width_factor,
+        }
+        for name, value in ints.items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
+        if not isinstance(self.num_register_tokens, int) or self.num_register_tokens < 0:
+            raise ValueError(f"`num_register_tokens` must be an integer >= 0, got {self.num_register_tokens!r}.")
+        image_size = self.image_size
+        sides = [image_size] if isinstance(image_size, int) else image_size
+        if (
+            not isinstance(sides, list)
+            or (isinstance(image_size, list) and len(image_size) != 2)
+            or any(not isinstance(side, int) or isinstance(side, bool) or side < 1 for side in sides)
+        ):
+            raise ValueError(f"`image_size` must be a positive integer or [height, width], got {image_size!r}.")
+        if self.patch_stride > self.patch_size:
+            raise ValueError(
+                f"`patch_stride` ({self.patch_stride}) must not exceed `patch_size` ({self.patch_size}): "
+                "patches would skip pixels. Use a stride equal to the patch size for non-overlapping patches."
+            )
+        if (self.patch_size - self.patch_stride) % 2:
+            raise ValueError(
+                f"`patch_size - patch_stride` must be even so overlapping patches pad symmetrically, got "
+                f"patch_size={self.patch_size}, patch_stride={self.patch_stride}."
+            )
+        for side in to_2tuple(image_size):
+            if side % self.token_stride:
+                raise ValueError(
+                    f"`image_size` {image_size} is not divisible by the token stride {self.token_stride} "
+                    f"(patch_stride {self.patch_stride} x backbone stride {self.backbone_stride}). "
+                    f"Use a multiple of {self.token_stride}."
+                )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads}); heads split the hidden size evenly."
+            )
+        if self.pooling not in POOLING_TYPES:
+            raise ValueError(f"`pooling` must be one of {POOLING_TYPES}, got {self.pooling!r}.")
+        if self.pooling == "cls" and not self.class_token:
+            raise ValueError("`pooling='cls'` needs `class_token=True`; use `pooling='mean'` for a model without one.")
+        if self.no_embed_class and not self.use_pos_embed:
+            raise ValueError("`no_embed_class=True` needs `use_pos_embed=True`.")
+        rates = ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "classifier_dropout_prob")
+        for name in rates:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be a rate in [0, 1), got {value!r}.")
+        if not isinstance(self.layer_norm_eps, (int, float)) or self.layer_norm_eps <= 0:
+            raise ValueError(f"`layer_norm_eps` must be positive, got {self.layer_norm_eps!r}.")
+        if self.layer_scale_init_value is not None and self.layer_scale_init_value <= 0:
+            raise ValueError(
+                "`layer_scale_init_value` must be positive or None (no layer scale), "
+                f"got {self.layer_scale_init_value!r}."
+            )
+        if self.backbone_depths is not None and not all(isinstance(d, int) and d > 0 for d in self.backbone_depths):
+            raise ValueError(
+                f"`backbone_depths` must be None (plain patches) or a list of positive stage depths such as "
+                f"[3, 4, 9], got {self.backbone_depths!r}."
+            )
+        if self.backbone_depths is not None and len(self.backbone_depths) > 4:
+            raise ValueError(f"`backbone_depths` has at most 4 stages (ResNetV2), got {self.backbone_depths!r}.")
+
+
+def _reject_misspelled_fields(kwargs: dict, config_class: type) -> None:
+    """Extra keyword arguments are kept on the config (transformers' rule, so Hub configs with more keys load), but
+    one that is a near miss of a field name is a typo that would silently fall back to the default."""
+    fields = [name for name in config_class.__dataclass_fields__ if not name.startswith("_")]
+    for key in kwargs:
+        if key in fields:
+            continue
+        close = difflib.get_close_matches(key, fields, n=1, cutoff=0.85)
+        if close:
+            raise ValueError(f"Unknown config field {key!r}; did you mean {close[0]!r}?")
+
+
+__all__ = ["ViTHFConfig", "list_presets"]

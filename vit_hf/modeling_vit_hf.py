@@ -1,0 +1,409 @@
+"""Vision Transformer (plain and hybrid) for transformers, with timm's parameter names.
+
+Module names mirror timm's `VisionTransformer` (`patch_embed.proj`, `cls_token`, `pos_embed`, `blocks.N.attn.qkv`,
+`blocks.N.mlp.fc1`, `norm`, `fc_norm`, `head`), so a timm state dict maps one to one, under the `vit.` prefix of the
+classification model.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_vit_hf import ViTHFConfig, to_2tuple
+from .resnetv2_vit_hf import GroupNormAct, ResNetV2Backbone, StdConv2dSame
+
+
+def resample_pos_embed(
+    pos_embed: torch.Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int], num_prefix_tokens: int
+) -> torch.Tensor:
+    """Bicubic (antialiased) resampling of the patch part of `pos_embed` (1, prefix + h*w, C) to a new grid, exactly
+    as timm does when it loads a checkpoint at another resolution. Prefix-token embeddings are kept as they are."""
+    if tuple(new_grid) == tuple(old_grid):
+        return pos_embed
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    dim = grid.shape[-1]
+    grid = grid.float().reshape(1, *old_grid, dim).permute(0, 3, 1, 2)  # (1, C, h, w)
+    grid = F.interpolate(grid, size=tuple(new_grid), mode="bicubic", antialias=True)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, -1, dim).to(pos_embed.dtype)  # (1, H*W, C)
+    return torch.cat([prefix, grid], dim=1)
+
+
+class ViTHFPatchEmbeddings(nn.Module):
+    """Pixels -> grid of token embeddings: a strided convolution over the image (plain ViT, overlapping when the
+    stride is smaller than the patch) or over the feature map of a ResNetV2 (hybrid ViT)."""
+
+    def __init__(self, config: ViTHFConfig):
+        super().__init__()
+        self.num_channels = config.num_channels
+        if config.backbone_depths is None:
+            self.backbone = None
+            in_channels = config.num_channels
+        else:
+            self.backbone = ResNetV2Backbone(
+                config.backbone_depths, config.num_channels, config.backbone_stem_channels, config.backbone_width_factor
+            )
+            in_channels = config.backbone_channels
+        self.proj = nn.Conv2d(
+            in_channels,
+            config.hidden_size,
+            kernel_size=config.patch_size,
+            stride=config.patch_stride,
+            padding=(config.patch_size - config.patch_stride) // 2,
+            bias=config.patch_embed_bias,
+        )
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values has {pixel_values.shape[1]} channels but the model expects {self.num_channels} "
+                "(config.num_channels)."
+            )
+        features = pixel_values if self.backbone is None else self.backbone(pixel_values)
+        return self.proj(features)  # (B, C, grid_h, grid_w)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, heads, N, N)
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = F.softmax(attn_weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()  # (B, N, heads, head_dim)
+    return attn_output, attn_weights
+
+
+class ViTHFAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection, dispatched to the attention implementation the
+    model was loaded with (`sdpa` by default; `eager`, `flash_attention_*`, `flex_attention`)."""
+
+    def __init__(self, config: ViTHFConfig):
+        super().__init__()
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False  # transformers' sdpa path reads this; a missing flag would mean causal attention
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        self.q_norm = nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps) if config.qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps) if config.qk_norm else nn.Identity()
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, channels = hidden_states.shape
+        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, N, head_dim)
+        query, key = self.q_norm(query), self.k_norm(key)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.proj_drop(self.proj(attn_output.reshape(batch, tokens, channels)))  # (B, N, C)
+        return attn_output, attn_weights
+
+
+class ViTHFMLP(nn.Module):
+    def __init__(self, config: ViTHFConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.drop = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(hidden_states)))))
+
+
+class LayerScale(nn.Module):
+    def __init__(self, dim: int, init_value: float):
+        super().__init__()
+        self.init_value = init_value
+        self.gamma = nn.Parameter(torch.full((dim,), init_value))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drops a residual branch for whole samples, rescaling the kept ones."""
+
+    def __init__(self, drop_prob: float):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep_prob)  # (B, 1, 1)
+        return x * mask / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class ViTHFLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), each branch optionally scaled
+    (layer scale) and dropped per sample (stochastic depth)."""
+
+    def __init__(self, config: ViTHFConfig, drop_path_rate: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attn = ViTHFAttention(config)
+        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = ViTHFMLP(config)
+        scale = config.layer_scale_init_value
+        self.ls1 = LayerScale(config.hidden_size, scale) if scale else nn.Identity()
+        self.ls2 = LayerScale(config.hidden_size, scale) if scale else nn.Identity()
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_output, attn_weights = self.attn(self.norm1(hidden_states), **kwargs)
+        hidden_states = hidden_states + self.drop_path(self.ls1(attn_output))
+        hidden_states = hidden_states + self.drop_path(self.ls2(self.mlp(self.norm2(hidden_states))))
+        return hidden_states, attn_weights
+
+
+class ViTHFPreTrainedModel(PreTrainedModel):
+    config: ViTHFConfig
+    base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ViTHFPatchEmbeddings", "ViTHFLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _can_compile_fullgraph = True
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As in transformers, and the saved `auto_map` names all three Auto classes (transformers writes only the
+        saved class's), so the folder loads with AutoModel as well as AutoModelForImageClassification."""
+        self.config.auto_map = {
+            "AutoConfig": "configuration_vit_hf.ViTHFConfig",
+            "AutoModel": "modeling_vit_hf.ViTHFModel",
+            "AutoModelForImageClassification": "modeling_vit_hf.ViTHFForImageClassification",
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """timm's ViT initialisation: truncated normal (std `initializer_range`) for linear and patch weights,
+        position embeddings likewise, near-zero class/register tokens, zero classifier head (as the ViT paper
+        does for fine-tuning heads), and He initialisation for the ResNet backbone."""
+        std = self.config.initializer_range
+        if module is getattr(self, "head", None) and isinstance(module, nn.Linear):
+            init.zeros_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, StdConv2dSame):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, (nn.LayerNorm, GroupNormAct)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, LayerScale):
+            init.constant_(module.gamma, module.init_value)
+        elif isinstance(module, ViTHFModel):
+            if module.pos_embed is not None:
+                init.trunc_normal_(module.pos_embed, std=std)
+            if module.cls_token is not None:
+                init.normal_(module.cls_token, std=1e-6)
+            if module.reg_token is not None:
+                init.normal_(module.reg_token, std=1e-6)
+
+
+class ViTHFModel(ViTHFPreTrainedModel):
+    """The encoder: patch (or hybrid) embedding, prefix tokens, position embeddings, blocks, final norm and pooling.
+
+    `last_hidden_state` equals timm's `forward_features`, `pooler_output` timm's `forward_head(pre_logits=True)`.
+    `hidden_states` (with `output_hidden_states=True`) holds `num_hidden_layers + 1` tensors: the blocks' input,
+    then each block's output (before the final norm). `attentions` (eager attention only) holds one
+    (B, heads, N, N) map per block.
+    """
+
+    def __init__(self, config: ViTHFConfig):
+        super().__init__(config)
+        self.patch_embed = ViTHFPatchEmbeddings(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.class_token else None
+        self.reg_token = (
+            nn.Parameter(torch.zeros(1, config.num_register_tokens, config.hidden_size))
+            if config.num_register_tokens
+            else None
+        )
+        num_patches = config.grid_size()[0] * config.grid_size()[1]
+        embed_len = num_patches if config.no_embed_class else num_patches + config.num_prefix_tokens
+        self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, config.hidden_size)) if config.use_pos_embed else None
+        self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
+        eps = config.layer_norm_eps
+        self.norm_pre = nn.LayerNorm(config.hidden_size, eps=eps) if config.pre_norm else nn.Identity()
+        # Stochastic depth rate rises linearly with depth (0 for the first block).
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        self.blocks = nn.ModuleList([ViTHFLayer(config, rate) for rate in rates])
+        use_norm = config.final_norm and not config.use_fc_norm
+        use_fc_norm = config.final_norm and config.use_fc_norm
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_norm else nn.Identity()
+        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_fc_norm else nn.Identity()
+        self.post_init()
+
+    def _position_embeddings(self, grid: tuple[int, int], interpolate_pos_encoding: bool) -> torch.Tensor:
+        """The position embeddings for a token grid, resampled from the configured grid when they differ."""
+        config_grid = self.config.grid_size()
+        if grid != config_grid and not interpolate_pos_encoding:
+            raise ValueError(
+                f"Input gives a {grid[0]}x{grid[1]} token grid but the model was built for {config_grid[0]}x"
+                f"{config_grid[1]} (image_size={self.config.image_size}). Pass `interpolate_pos_encoding=True` to "
+                "resample the position embeddings on the fly, or call `model.set_image_size(...)` to move the model "
+                "to the new size for good."
+            )
+        prefix = 0 if self.config.no_embed_class else self.config.num_prefix_tokens
+        return resample_pos_embed(self.pos_embed, grid, config_grid, prefix)
+
+    def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        patches = self.patch_embed(pixel_values.to(self.patch_embed.proj.weight.dtype))
+        grid = (patches.shape[2], patches.shape[3])
+        tokens = patches.flatten(2).transpose(1, 2)  # (B, grid_h * grid_w, C)
+        batch = tokens.shape[0]
+        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        if self.pos_embed is None:
+            tokens = torch.cat(prefix + [tokens], dim=1)
+        elif self.config.no_embed_class:
+            # Position embeddings cover the patches only; prefix tokens are added after (DeiT-III, big_vision).
+            tokens = torch.cat(prefix + [tokens + self._position_embeddings(grid, interpolate_pos_encoding)], dim=1)
+        else:
+            tokens = torch.cat(prefix + [tokens], dim=1) + self._position_embeddings(grid, interpolate_pos_encoding)
+        return self.norm_pre(self.pos_drop(tokens))  # (B, prefix + N, C)
+
+    def pool(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        pooling = self.config.pooling
+        if pooling == "cls":
+            return hidden_states[:, 0]
+        patch_tokens = hidden_states[:, self.config.num_prefix_tokens :]  # registers and class token excluded
+        if pooling == "mean":
+            return patch_tokens.mean(dim=1)
+        if pooling == "max":
+            return patch_tokens.amax(dim=1)
+        return 0.5 * (patch_tokens.amax(dim=1) + patch_tokens.mean(dim=1))  # avgmax
+
+    @torch.no_grad()
+    def set_image_size(self, image_size: int | tuple[int, int]) -> None:
+        """Move the model to a new input resolution for good (e.g. 224 -> 384 for fine-tuning at higher resolution):
+        resample the position embeddings bicubically and update `config.image_size`."""
+        old_grid = self.config.grid_size()
+        new_grid = self.config.grid_size(image_size)
+        if any(side % self.config.token_stride for side in to_2tuple(image_size)):
+            raise ValueError(
+                f"image_size {image_size} is not divisible by the model's token stride {self.config.token_stride}."
+            )
+        if self.pos_embed is not None:
+            prefix = 0 if self.config.no_embed_class else self.config.num_prefix_tokens
+            self.pos_embed = nn.Parameter(resample_pos_embed(self.pos_embed.data, new_grid, old_grid, prefix))
+        self.config.image_size = image_size if isinstance(image_size, int) else list(image_size)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        if output_attentions is None:
+            output_attentions = self.config.output_attentions
+        if output_attentions and self.config._attn_implementation != "eager":
+            raise ValueError(
+                f"output_attentions=True needs eager attention, but this model uses "
+                f"{self.config._attn_implementation!r}. Load it with attn_implementation='eager' or call "
+                "model.set_attn_implementation('eager')."
+            )
+        hidden_states = self.embed(pixel_values, interpolate_pos_encoding)
+        all_hidden_states = [hidden_states] if output_hidden_states else None
+        all_attentions = [] if output_attentions else None
+        for block in self.blocks:
+            hidden_states, attn_weights = block(hidden_states, **kwargs)
+            if output_hidden_states:
+                all_hidden_states.append(hidden_states)
+            if output_attentions:
+                all_attentions.append(attn_weights)
+        sequence_output = self.norm(hidden_states)
+        pooled_output = self.fc_norm(self.pool(sequence_output))
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
+            attentions=tuple(all_attentions) if output_attentions else None,
+        )
+
+
+class ViTHFForImageClassification(ViTHFPreTrainedModel):
+    """ViTHFModel with a linear head on the pooled output. `labels` give the loss transformers picks from
+    `config.problem_type`: cross-entropy (single label), BCE with logits (multi-label) or MSE (regression)."""
+
+    def __init__(self, config: ViTHFConfig):
+        super().__init__(config)
+        self.vit = ViTHFModel(config)
+        self.head_drop = nn.Dropout(config.classifier_dropout_prob)
+        self.head = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def set_image_size(self, image_size: int | tuple[int, int]) -> None:
+        """See `ViTHFModel.set_image_size`."""
+        self.vit.set_image_size(image_size)
+
+    @can_return_tuple
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput:
+        outputs = self.vit(
+            pixel_values,
+            interpolate_pos_encoding=interpolate_pos_encoding,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            **kwargs,
+        )
+        logits = self.head(self.head_drop(outputs.pooler_output))
+        loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
+        return ImageClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = ["ViTHFForImageClassification", "ViTHFModel", "ViTHFPreTrainedModel", "resample_pos_embed"]
