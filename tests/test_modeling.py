@@ -161,6 +161,15 @@ def test_activation_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(q.grad, p.grad, msg=name)
 
 
+def test_set_drop_path_rate_changes_the_per_block_rates():
+    model = ViTHFForImageClassification(tiny_config(num_hidden_layers=3))
+    model.set_drop_path_rate(0.2)
+    assert [block.drop_path.drop_prob for block in model.vit.blocks] == pytest.approx([0.0, 0.1, 0.2])
+    assert model.config.drop_path_rate == 0.2
+    with pytest.raises(ValueError, match="drop_path_rate"):
+        model.set_drop_path_rate(1.0)
+
+
 def test_stochastic_depth_is_random_in_training_and_off_in_eval():
     config = tiny_config(drop_path_rate=0.5)
     model = ViTHFForImageClassification(config)

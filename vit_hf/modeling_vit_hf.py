@@ -182,7 +182,7 @@ class ViTHFLayer(GradientCheckpointingLayer):
         scale = config.layer_scale_init_value
         self.ls1 = LayerScale(config.hidden_size, scale) if scale else nn.Identity()
         self.ls2 = LayerScale(config.hidden_size, scale) if scale else nn.Identity()
-        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.drop_path = DropPath(drop_path_rate)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_output, attn_weights = self.attn(self.norm1(hidden_states), **kwargs)
@@ -329,6 +329,16 @@ class ViTHFModel(ViTHFPreTrainedModel):
             self.pos_embed = nn.Parameter(resample_pos_embed(self.pos_embed.data, new_grid, old_grid, prefix))
         self.config.image_size = image_size if isinstance(image_size, int) else list(image_size)
 
+    def set_drop_path_rate(self, drop_path_rate: float) -> None:
+        """Change the stochastic depth rate (e.g. for fine-tuning a loaded model); it rises linearly from 0 at the
+        first block to `drop_path_rate` at the last."""
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
+        rates = torch.linspace(0, drop_path_rate, self.config.num_hidden_layers).tolist()
+        for block, rate in zip(self.blocks, rates, strict=True):
+            block.drop_path.drop_prob = rate
+        self.config.drop_path_rate = drop_path_rate
+
     @can_return_tuple
     def forward(
         self,
@@ -381,6 +391,10 @@ class ViTHFForImageClassification(ViTHFPreTrainedModel):
     def set_image_size(self, image_size: int | tuple[int, int]) -> None:
         """See `ViTHFModel.set_image_size`."""
         self.vit.set_image_size(image_size)
+
+    def set_drop_path_rate(self, drop_path_rate: float) -> None:
+        """See `ViTHFModel.set_drop_path_rate`."""
+        self.vit.set_drop_path_rate(drop_path_rate)
 
     @can_return_tuple
     def forward(
