@@ -1,0 +1,558 @@
+"""Fine-tune a Vision Transformer on an image-classification dataset with Accelerate.
+
+    accelerate launch [--config_file accelerate_config.yaml] recipes/finetune.py [--config recipes/configs/X.yaml]
+        [--key value ...]
+
+With no arguments: ViT-B/16 (timm's ImageNet-21k weights) on CIFAR-10 at 224. `python recipes/finetune.py --help`
+lists every flag. The output folder holds the model (`save_pretrained`, code included), its image processor, a model
+card, `all_results.json`, training curves and a confusion matrix; checkpoints go to `checkpoint-<step>` inside it.
+"""
+
+import json
+import logging
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import DistributedType, set_seed
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from vit_hf.data import ImageClassificationData, load_image_classification
+from vit_hf.transforms import (
+    Augmentation,
+    DeviceTransform,
+    MixupCutmix,
+    Normalization,
+    attach_transforms,
+    collate,
+    common_image_size,
+)
+
+from vit_hf.arguments import DataArguments, ModelArguments, TrainingArguments, parse_arguments
+from vit_hf.checkpointing import (
+    finalize_checkpoint,
+    read_state,
+    remove_stale_temporaries,
+    resolve_resume_path,
+    temporary_checkpoint_dir,
+    write_json_atomic,
+)
+from vit_hf.hub import check_hub_access, push_folder
+from vit_hf.metrics import ClassificationMetrics
+from vit_hf.model_card import build_model_card
+from vit_hf.model_loading import load_model_for_finetuning
+from vit_hf.optimization import create_optimizer, create_scheduler
+from vit_hf.plots import plot_confusion_matrix, plot_training_curves
+
+logger = logging.getLogger("vit_hf.finetune")
+
+
+class StopRequest:
+    """Records SIGTERM / SIGINT; the loop then saves a checkpoint at the next step boundary and exits."""
+
+    def __init__(self):
+        self.signal_number = None
+        self.previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGTERM, signal.SIGINT):
+            self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number, frame):
+        self.signal_number = number
+
+    def requested(self, accelerator: Accelerator, sync_point: bool) -> bool:
+        """Whether to stop now. Several processes must agree, which takes a collective: done at `sync_point` steps
+        (the logging steps) only, not every step."""
+        if accelerator.num_processes == 1:
+            return self.signal_number is not None
+        if self.signal_number is not None:
+            accelerator.set_trigger()
+        return sync_point and accelerator.check_trigger()
+
+
+def get_data(data_args: DataArguments, seed: int) -> ImageClassificationData:
+    data = load_image_classification(
+        data_args.dataset,
+        image_column=data_args.image_column,
+        label_column=data_args.label_column,
+        validation_fraction=data_args.validation_fraction,
+        seed=seed,
+    )
+    limits = {
+        "train": data_args.max_train_samples,
+        "validation": data_args.max_eval_samples,
+        "test": data_args.max_eval_samples,
+    }
+    for split, limit in limits.items():
+        dataset = getattr(data, split)
+        if limit is not None and dataset is not None and limit < len(dataset):
+            setattr(data, split, dataset.shuffle(seed=seed).select(range(limit)))
+    return data
+
+
+def uses_device_transforms(setting: str, data: ImageClassificationData) -> bool:
+    """`auto`: on when every image has one size (CIFAR: 32x32), so uint8 batches can travel to the device."""
+    if setting != "auto":
+        return setting == "on"
+    try:
+        common_image_size(data)
+    except ValueError:
+        return False
+    return True
+
+
+def dataloader(dataset, batch_size: int, train: bool, workers: int, pin_memory: bool) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        drop_last=train,  # equal training batches; evaluation sees every example
+        collate_fn=collate,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        pin_memory=pin_memory,
+    )
+
+
+def check_output_dir(args: TrainingArguments) -> None:
+    """Runs on every process, so that all of them stop on bad input instead of waiting for each other."""
+    output_dir = Path(args.output_dir)
+    has_content = output_dir.is_dir() and any(output_dir.iterdir())
+    if has_content and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
+        raise ValueError(
+            f"--output_dir {output_dir} is not empty. Resume with --resume_from_checkpoint latest, pass "
+            "--overwrite_output_dir true to train into it anyway, or choose another folder."
+        )
+
+
+def is_due(step: int, end_of_epoch: bool, strategy: str, every: int) -> bool:
+    return (strategy == "epoch" and end_of_epoch) or (strategy == "steps" and step % every == 0)
+
+
+class FineTuning:
+    """One training run: set-up, the loop, evaluation, checkpoints and the final outputs."""
+
+    def __init__(self, model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments):
+        self.model_args, self.data_args, self.args = model_args, data_args, args
+        self.accelerator = accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with=None if args.report_to == "none" else args.report_to,
+            project_dir=args.output_dir,
+            cpu=args.use_cpu,
+            # A seeded sampler gives the same order on resume and on every process.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        )
+        if not accelerator.is_main_process:
+            logger.setLevel(logging.WARNING)
+        if accelerator.distributed_type == DistributedType.FSDP and args.final_weights == "best":
+            raise ValueError("With FSDP use --final_weights last (best-weight reloading needs a full state dict).")
+        self.output_dir = Path(args.output_dir)
+        self.repo_id = check_hub_access(args.hub_model_id) if args.push_to_hub else None
+        check_output_dir(args)
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output_dir)
+        accelerator.wait_for_everyone()
+        set_seed(args.seed)
+
+        self.data = data = get_data(data_args, args.seed)
+        model, self.processor, self.base_model = load_model_for_finetuning(model_args, data.id2label)
+        self.image_size = model.config.image_size
+        model.set_drop_path_rate(model_args.drop_path_rate)
+        if args.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        logger.info(
+            "%s: %.1fM parameters at %s px; %d train / %d validation / %s test examples, %d classes",
+            model_args.model,
+            sum(p.numel() for p in model.parameters()) / 1e6,
+            self.image_size,
+            len(data.train),
+            len(data.validation),
+            len(data.test) if data.test is not None else "no",
+            data.num_labels,
+        )
+        self._build_data_pipeline()
+
+        model.to(accelerator.device)
+        optimizer = create_optimizer(
+            model,
+            args.optimizer,
+            args.learning_rate,
+            weight_decay=args.weight_decay,
+            momentum=args.momentum,
+            layer_decay=args.layer_decay,
+        )
+        self.ema = None
+        if args.ema_decay is not None:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(model, decay=args.ema_decay)
+            accelerator.register_for_checkpointing(self.ema)
+        if args.torch_compile:
+            model = torch.compile(model)
+        self.model, self.optimizer, self.train_loader, self.validation_loader = accelerator.prepare(
+            model, optimizer, self.train_loader, self.validation_loader
+        )
+        if self.test_loader is not None:
+            self.test_loader = accelerator.prepare(self.test_loader)
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / args.gradient_accumulation_steps)  # per process
+        if args.max_steps > 0:
+            self.total_steps = args.max_steps
+        else:
+            self.total_steps = math.ceil(args.num_epochs * self.steps_per_epoch)
+        warmup = min(args.warmup_steps, self.total_steps)
+        self.scheduler = create_scheduler(self.optimizer, args.lr_scheduler_type, warmup, self.total_steps)
+        # Not given to prepare(): stepped once per optimizer step here, whatever the number of processes.
+        accelerator.register_for_checkpointing(self.scheduler)
+
+        self.global_step, self.log_history, self.best = 0, [], {"accuracy": -1.0, "step": None}
+        if args.report_to != "none":
+            config = {k: v for k, v in self.hyperparameters().items() if v is not None}
+            accelerator.init_trackers("vit_hf", config=config)
+
+    def _build_data_pipeline(self) -> None:
+        data_args, args, data = self.data_args, self.args, self.data
+        self.normalization = Normalization.from_image_processor(self.processor)
+        augmentation = Augmentation(
+            scale=(data_args.crop_scale_min, 1.0),
+            hflip=data_args.hflip,
+            auto_augment=data_args.auto_augment,
+            random_erasing=data_args.random_erasing,
+        )
+        on_device = uses_device_transforms(data_args.device_transforms, data)
+        attach_transforms(data, self.image_size, self.normalization, augmentation, device_transforms=on_device)
+        self.train_transform = self.eval_transform = None
+        if on_device:
+            device = self.accelerator.device
+            self.train_transform = DeviceTransform(self.image_size, self.normalization, augmentation, train=True)
+            self.eval_transform = DeviceTransform(self.image_size, self.normalization, augmentation, train=False)
+            self.train_transform.to(device)
+            self.eval_transform.to(device)
+        logger.info("transforms run on %s", "the device, from uint8 batches" if on_device else "the CPU, per image")
+        self.mixup = None
+        if data_args.mixup_alpha > 0 or data_args.cutmix_alpha > 0:
+            self.mixup = MixupCutmix(
+                data.num_labels,
+                mixup_alpha=data_args.mixup_alpha,
+                cutmix_alpha=data_args.cutmix_alpha,
+                label_smoothing=args.label_smoothing,
+            )
+        workers = data_args.dataloader_num_workers
+        pin = self.accelerator.device.type == "cuda"
+        self.train_loader = dataloader(data.train, args.per_device_train_batch_size, True, workers, pin)
+        if len(self.train_loader) == 0:
+            raise ValueError(
+                f"The training split has {len(data.train)} examples, fewer than one batch of "
+                f"{args.per_device_train_batch_size}: lower --per_device_train_batch_size."
+            )
+        self.validation_loader = dataloader(data.validation, args.per_device_eval_batch_size, False, workers, pin)
+        self.test_loader = None
+        if data.test is not None:
+            self.test_loader = dataloader(data.test, args.per_device_eval_batch_size, False, workers, pin)
+
+    def hyperparameters(self) -> dict:
+        args, data_args = self.args, self.data_args
+        processes = self.accelerator.num_processes
+        return {
+            "model": self.model_args.model,
+            "image_size": self.image_size,
+            "dataset": data_args.dataset,
+            "optimizer": args.optimizer,
+            "learning_rate": args.learning_rate,
+            "lr_scheduler_type": args.lr_scheduler_type,
+            "warmup_steps": args.warmup_steps,
+            "weight_decay": args.weight_decay,
+            "layer_decay": args.layer_decay,
+            "total_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
+            "training_steps": self.total_steps,
+            "max_grad_norm": args.max_grad_norm,
+            "label_smoothing": args.label_smoothing,
+            "mixup_alpha": data_args.mixup_alpha,
+            "cutmix_alpha": data_args.cutmix_alpha,
+            "drop_path_rate": self.model_args.drop_path_rate,
+            "ema_decay": args.ema_decay,
+            "mixed_precision": self.accelerator.mixed_precision,
+            "num_processes": processes,
+            "seed": args.seed,
+        }
+
+    @property
+    def eval_model(self):
+        return self.ema.module if self.ema is not None else self.model
+
+    def resume(self) -> None:
+        checkpoint = resolve_resume_path(self.args.resume_from_checkpoint, self.output_dir)
+        if checkpoint is None:
+            return
+        self.accelerator.load_state(str(checkpoint))
+        state = read_state(checkpoint)
+        self.global_step, self.log_history, self.best = state["step"], state["log_history"], state["best"]
+        logger.info("resumed from %s at step %d", checkpoint, self.global_step)
+
+    def evaluate(self, model, loader) -> ClassificationMetrics:
+        """Every example exactly once across processes (gather_for_metrics drops the last batch's padding)."""
+        metrics = ClassificationMetrics(self.data.num_labels)
+        model.eval()
+        with torch.no_grad():
+            for batch in loader:
+                pixel_values = batch["pixel_values"]
+                if self.eval_transform is not None:
+                    pixel_values = self.eval_transform(pixel_values)
+                with self.accelerator.autocast():
+                    logits = model(pixel_values=pixel_values).logits
+                losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+                metrics.update(*self.accelerator.gather_for_metrics((logits, batch["labels"], losses)))
+        return metrics
+
+    def save_checkpoint(self) -> None:
+        accelerator = self.accelerator
+        accelerator.save_state(str(temporary_checkpoint_dir(self.output_dir, self.global_step)))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            state = {"step": self.global_step, "log_history": self.log_history, "best": self.best}
+            path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
+            logger.info("saved %s", path)
+            if self.args.hub_push_checkpoints and self.repo_id:
+                push_folder(
+                    path, self.repo_id, path_in_repo=path.name, private=self.args.hub_private_repo, run_as_future=True
+                )
+        accelerator.wait_for_everyone()
+
+    def save_best_weights(self) -> None:
+        state_dict = self.accelerator.get_state_dict(self.eval_model)
+        if self.accelerator.is_main_process:
+            folder = self.output_dir / "best"
+            folder.mkdir(exist_ok=True)
+            tmp = folder / ".model.safetensors.tmp"
+            save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, str(tmp))
+            tmp.replace(folder / "model.safetensors")
+        self.accelerator.wait_for_everyone()
+
+    def log(self, values: dict) -> None:
+        entry = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 4), **values}
+        self.log_history.append(entry)
+        self.accelerator.log(values, step=self.global_step)
+
+    def validate(self) -> None:
+        results = self.evaluate(self.eval_model, self.validation_loader).compute()
+        self.log({f"eval_{k}": v for k, v in results.items() if k != "num_examples"})
+        logger.info(
+            "step %d: validation accuracy %.4f, top-5 %.4f, loss %.4f",
+            self.global_step,
+            results["accuracy"],
+            results["top5_accuracy"],
+            results["loss"],
+        )
+        if results["accuracy"] > self.best["accuracy"]:
+            self.best = {"accuracy": results["accuracy"], "step": self.global_step}
+            if self.args.final_weights == "best":
+                self.save_best_weights()
+
+    def train(self) -> str | None:
+        """The loop. Returns the name of the signal that stopped it early, or None when it ran to the end."""
+        args, accelerator, model = self.args, self.accelerator, self.model
+        start_epoch = self.global_step // self.steps_per_epoch
+        skip = (self.global_step - start_epoch * self.steps_per_epoch) * args.gradient_accumulation_steps
+        progress = tqdm(
+            total=self.total_steps,
+            initial=self.global_step,
+            desc="training",
+            disable=not accelerator.is_local_main_process,
+        )
+        loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
+        self.steps_this_run, start = 0, time.perf_counter()
+        with StopRequest() as stop:
+            for epoch in range(start_epoch, math.ceil(self.total_steps / self.steps_per_epoch)):
+                self.train_loader.set_epoch(epoch)
+                loader = self.train_loader
+                if epoch == start_epoch and skip:
+                    loader = accelerator.skip_first_batches(self.train_loader, skip)
+                model.train()
+                for batch in loader:
+                    with accelerator.accumulate(model):
+                        loss = self.training_loss(batch)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and args.max_grad_norm > 0:
+                            accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    loss_sum += loss.detach()  # stays on the device: no host synchronisation per step
+                    loss_count += 1
+                    if not accelerator.sync_gradients:
+                        continue
+                    self.scheduler.step()
+                    if self.ema is not None:
+                        self.ema.update(accelerator.unwrap_model(model), step=self.global_step)
+                    self.global_step += 1
+                    self.steps_this_run += 1
+                    progress.update(1)
+                    last_step = self.global_step >= self.total_steps
+                    end_of_epoch = accelerator.gradient_state.end_of_dataloader
+                    logging_step = self.global_step % args.logging_steps == 0 or last_step
+                    if logging_step:
+                        mean_loss = accelerator.reduce(loss_sum / loss_count, reduction="mean").item()
+                        learning_rate = max(self.scheduler.get_last_lr())
+                        self.log({"loss": mean_loss, "learning_rate": learning_rate})
+                        progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{learning_rate:.2e}")
+                        loss_sum.zero_()
+                        loss_count = 0
+                    if last_step or is_due(self.global_step, end_of_epoch, args.eval_strategy, args.eval_steps):
+                        self.validate()
+                        model.train()
+                    stop_now = stop.requested(accelerator, logging_step)
+                    save_due = last_step or is_due(self.global_step, end_of_epoch, args.save_strategy, args.save_steps)
+                    if stop_now or (args.save_strategy != "no" and save_due):
+                        self.save_checkpoint()
+                    if stop_now:
+                        progress.close()
+                        # On a process that only learned of another's signal, report SIGTERM.
+                        return signal.Signals(stop.signal_number or signal.SIGTERM).name
+                    if last_step:
+                        break
+        progress.close()
+        self.train_runtime = time.perf_counter() - start
+        return None
+
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        pixel_values, labels = batch["pixel_values"], batch["labels"]
+        if self.train_transform is not None:
+            pixel_values = self.train_transform(pixel_values)
+        targets, smoothing = labels, self.args.label_smoothing
+        if self.mixup is not None:
+            pixel_values, targets = self.mixup(pixel_values, labels)  # soft targets, smoothing included
+            smoothing = 0.0
+        logits = self.model(pixel_values=pixel_values).logits
+        return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+
+    def final_results(self):
+        """Load the final weights (best validation step, or last), evaluate validation and test."""
+        model = self.accelerator.unwrap_model(self.eval_model)
+        best_file = self.output_dir / "best" / "model.safetensors"
+        if self.args.final_weights == "best" and best_file.is_file():
+            model.load_state_dict(load_file(str(best_file)))
+            logger.info("final weights: the best validation accuracy, at step %s", self.best["step"])
+        batch = self.hyperparameters()["total_batch_size"]
+        runtime = self.train_runtime
+        results = {
+            "train_runtime": runtime,
+            "train_steps_per_second": self.steps_this_run / runtime if runtime else 0.0,
+            "train_samples_per_second": self.steps_this_run * batch / runtime if runtime else 0.0,
+            "step": self.global_step,
+            "epoch": self.global_step / self.steps_per_epoch,
+            "best_step": self.best["step"],
+        }
+        train_losses = [entry["loss"] for entry in self.log_history if "loss" in entry]
+        if train_losses:
+            results["train_loss"] = train_losses[-1]
+        validation = self.evaluate(model, self.validation_loader)
+        results.update({f"eval_{k}": v for k, v in validation.compute().items()})
+        confusion = (validation.confusion, "validation")
+        if self.test_loader is not None:
+            test = self.evaluate(model, self.test_loader)
+            results.update({f"test_{k}": v for k, v in test.compute().items()})
+            confusion = (test.confusion, "test")
+        return model, results, confusion
+
+    def write_outputs(self, model, results: dict, confusion) -> None:
+        """Everything a user opens after training, each file moved into place whole. Main process only."""
+        data = self.data
+        model.config.id2label, model.config.label2id = data.id2label, data.label2id
+        tmp = self.output_dir / ".final-tmp"
+        tmp.mkdir(exist_ok=True)
+        model.save_pretrained(tmp)
+        self.processor.save_pretrained(tmp)
+        write_json_atomic(tmp / "all_results.json", results)
+        write_json_atomic(tmp / "log_history.json", self.log_history)
+        plot_training_curves(self.log_history, tmp / "training_curves.png")
+        labels = [data.id2label[i] for i in range(data.num_labels)]
+        matrix, split = confusion
+        plot_confusion_matrix(matrix, labels, tmp / "confusion_matrix.png", f"Confusion matrix ({split} split)")
+        dataset = self.data_args.dataset
+        card = build_model_card(
+            model_name=self.repo_id.split("/")[-1] if self.repo_id else self.output_dir.name,
+            base_model=self.base_model,
+            dataset=dataset,
+            dataset_name=Path(dataset).name if Path(dataset).exists() else dataset,
+            results=results,
+            hyperparameters=self.hyperparameters(),
+            image_size=self.image_size,
+            pictures=["training_curves.png", "confusion_matrix.png"],
+            repo_id=self.repo_id,
+        )
+        card.save(tmp / "README.md")
+        for path in sorted(tmp.iterdir()):
+            path.replace(self.output_dir / path.name)
+        tmp.rmdir()
+
+    def push(self) -> bool:
+        try:
+            push_folder(
+                self.output_dir, self.repo_id, private=self.args.hub_private_repo, commit_message="End of training"
+            )
+        except Exception as error:  # the local output is complete: say how to upload it later
+            logger.error(
+                "Upload to %s failed (%s: %s). The trained model is complete in %s; upload it later with "
+                "`hf upload %s %s`.",
+                self.repo_id,
+                type(error).__name__,
+                error,
+                self.output_dir,
+                self.repo_id,
+                self.output_dir,
+            )
+            return False
+        logger.info("pushed %s to https://huggingface.co/%s", self.output_dir, self.repo_id)
+        return True
+
+    def finish(self) -> None:
+        # Every process reaches the barrier before the process group goes away: a process that tears gloo down
+        # while another still talks to it aborts at exit.
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+
+
+def training_function(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> int:
+    run = FineTuning(model_args, data_args, args)
+    run.resume()
+    stopped_by = run.train()
+    if stopped_by:
+        logger.warning(
+            "%s received: saved checkpoint-%d; continue with --resume_from_checkpoint latest",
+            stopped_by,
+            run.global_step,
+        )
+        run.finish()
+        return 128 + signal.Signals[stopped_by].value
+    model, results, confusion = run.final_results()
+    logger.info("final results: %s", json.dumps(results, indent=1))
+    run.accelerator.log({f"final/{k}": v for k, v in results.items() if isinstance(v, (int, float))}, run.global_step)
+    pushed = True
+    if run.accelerator.is_main_process:
+        run.write_outputs(model, results, confusion)
+        if run.repo_id:
+            pushed = run.push()
+    run.finish()
+    return 0 if pushed else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    model_args, data_args, training_args = parse_arguments(argv)
+    return training_function(model_args, data_args, training_args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""The pieces the fine-tuning recipe is built from: arguments, optimizer groups and schedules, metrics,
+checkpoint folders, the model card and the Hub upload boundary."""
+
+import json
+import os
+from unittest import mock
+
+import pytest
+import torch
+import yaml
+
+from tests.conftest import tiny_config
+from vit_hf import ViTHFForImageClassification
+from vit_hf.arguments import parse_arguments
+from vit_hf.checkpointing import (
+    checkpoint_steps,
+    finalize_checkpoint,
+    read_state,
+    remove_stale_temporaries,
+    resolve_resume_path,
+    temporary_checkpoint_dir,
+)
+from vit_hf.hub import HubPushError, check_hub_access, files_to_push, push_folder
+from vit_hf.metrics import ClassificationMetrics
+from vit_hf.model_card import build_model_card
+from vit_hf.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
+
+# --- arguments -------------------------------------------------------------------------------------------------
+
+
+def test_defaults_fine_tune_vit_b16_in21k_on_cifar10_at_224():
+    model_args, data_args, args = parse_arguments([])
+    assert model_args.model == "vit_base_patch16_224.augreg_in21k"
+    assert data_args.dataset == "uoft-cs/cifar10"
+    assert model_args.image_size is None  # the checkpoint's own 224
+    assert args.optimizer == "sgd" and args.max_grad_norm == 1.0
+
+
+def test_recipe_file_then_flags_override(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        yaml.safe_dump({"learning_rate": 0.03, "image_size": 384, "model_overrides": {"num_hidden_layers": 2}})
+    )
+    model_args, _, args = parse_arguments(["--config", str(recipe), "--learning_rate", "0.1"])
+    assert args.learning_rate == 0.1
+    assert model_args.image_size == 384
+    assert json.loads(model_args.model_overrides) == {"num_hidden_layers": 2}
+
+
+def test_every_shipped_recipe_parses():
+    folder = os.path.join(os.path.dirname(__file__), "..", "recipes", "configs")
+    configs = sorted(f for f in os.listdir(folder) if f.endswith(".yaml"))
+    assert {"quickstart.yaml", "cifar10_vit_b16_224.yaml", "cifar10_vit_b16_384.yaml"} <= set(configs)
+    for name in configs:
+        parse_arguments(["--config", os.path.join(folder, name)])
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--learnin_rate", "0.1"], "not used by the HfArgumentParser"),
+        (["--optimizer", "adam"], "--optimizer must be one of"),
+        (["--lr_scheduler_type", "step"], "--lr_scheduler_type"),
+        (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be positive"),
+        (["--learning_rate", "-1"], "--learning_rate must be positive"),
+        (["--num_epochs", "0"], "training length"),
+        (["--validation_fraction", "1.5"], "--validation_fraction"),
+        (["--label_smoothing", "1.0"], "--label_smoothing"),
+        (["--push_to_hub", "true"], "--hub_model_id"),
+        (["--model_overrides", "[1, 2]"], "JSON object"),
+        (["--eval_strategy", "always"], "--eval_strategy"),
+        (["--final_weights", "ema"], "--final_weights"),
+        (["--save_total_limit", "0"], "--save_total_limit"),
+        (["--mixed_precision", "fp8"], "--mixed_precision"),
+        (["--config", "missing.yaml"], "does not exist"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(argv, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        parse_arguments(argv)
+
+
+def test_unknown_recipe_key_is_an_error(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("learning_rat: 0.1\n")
+    with pytest.raises(ValueError, match="Did you mean 'learning_rate'"):
+        parse_arguments(["--config", str(recipe)])
+
+
+# --- optimizer and schedule ------------------------------------------------------------------------------------
+
+
+def test_no_weight_decay_on_biases_norms_and_embeddings():
+    model = ViTHFForImageClassification(tiny_config(layer_scale_init_value=1e-5, num_register_tokens=1))
+    groups = parameter_groups(model, weight_decay=0.05)
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed_names = {names[i] for i in decayed}
+    assert "vit.blocks.0.attn.qkv.weight" in decayed_names and "head.weight" in decayed_names
+    for excluded in (
+        "vit.pos_embed",
+        "vit.cls_token",
+        "vit.reg_token",
+        "vit.blocks.0.norm1.weight",
+        "vit.blocks.0.attn.qkv.bias",
+        "vit.blocks.0.ls1.gamma",
+    ):
+        assert excluded not in decayed_names
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_layer_decay_scales_learning_rates_by_depth():
+    model = ViTHFForImageClassification(tiny_config(num_hidden_layers=2))
+    assert layer_id("vit.patch_embed.proj.weight", 2) == 0
+    assert layer_id("vit.blocks.1.mlp.fc1.weight", 2) == 2
+    assert layer_id("head.weight", 2) == 3
+    optimizer = create_optimizer(model, "adamw", 1e-3, weight_decay=0.05, layer_decay=0.5)
+    lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    params = dict(model.named_parameters())
+    assert lr_of[id(params["head.weight"])] == pytest.approx(1e-3)
+    assert lr_of[id(params["vit.blocks.1.attn.qkv.weight"])] == pytest.approx(5e-4)
+    assert lr_of[id(params["vit.blocks.0.attn.qkv.weight"])] == pytest.approx(2.5e-4)
+    assert lr_of[id(params["vit.patch_embed.proj.weight"])] == pytest.approx(1.25e-4)
+
+
+def test_sgd_with_momentum_and_warmup_cosine_schedule():
+    model = ViTHFForImageClassification(tiny_config())
+    optimizer = create_optimizer(model, "sgd", 0.1, momentum=0.9)
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    scheduler = create_scheduler(optimizer, "cosine", warmup_steps=10, total_steps=110)
+    lrs = []
+    for _ in range(110):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(0.05) and lrs[10] == pytest.approx(0.1)
+    assert lrs[60] == pytest.approx(0.05, abs=1e-3) and lrs[-1] < 1e-3
+    with pytest.raises(ValueError, match="warmup_steps"):
+        create_scheduler(optimizer, "linear", warmup_steps=200, total_steps=100)
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+
+def test_classification_metrics():
+    metrics = ClassificationMetrics(num_labels=6)
+    logits = torch.tensor([[5.0, 4, 3, 2, 1, 0], [0, 5, 4, 3, 2, 1], [0, 1, 2, 3, 4, 5]])
+    labels = torch.tensor([0, 2, 0])  # right, second choice, last choice
+    metrics.update(logits[:2], labels[:2], torch.tensor([1.0, 2.0]))
+    metrics.update(logits[2:], labels[2:], torch.tensor([3.0]))
+    result = metrics.compute()
+    assert result["accuracy"] == pytest.approx(1 / 3)
+    assert result["top5_accuracy"] == pytest.approx(2 / 3)
+    assert result["loss"] == pytest.approx(2.0) and result["num_examples"] == 3
+    assert metrics.confusion[2, 1] == 1 and metrics.confusion.sum() == 3
+    with pytest.raises(ValueError, match="labels must be in"):
+        metrics.update(logits[:1], torch.tensor([6]), torch.tensor([0.0]))
+    with pytest.raises(ValueError, match="empty"):
+        ClassificationMetrics(3).compute()
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------------
+
+
+def test_checkpoints_appear_only_when_complete_and_old_ones_rotate(tmp_path):
+    for step in (10, 20, 30):
+        tmp = temporary_checkpoint_dir(tmp_path, step)
+        tmp.mkdir()
+        (tmp / "model.safetensors").write_bytes(b"x")
+        finalize_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
+    assert checkpoint_steps(tmp_path) == [20, 30]
+    # An interrupted save: the hidden temporary folder is never a resume candidate, and is cleaned up.
+    temporary_checkpoint_dir(tmp_path, 40).mkdir()
+    (tmp_path / "checkpoint-50").mkdir()  # no state file: incomplete
+    assert resolve_resume_path("latest", tmp_path) == tmp_path / "checkpoint-30"
+    assert read_state(tmp_path / "checkpoint-30") == {"step": 30}
+    remove_stale_temporaries(tmp_path)
+    assert not temporary_checkpoint_dir(tmp_path, 40).exists()
+    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
+        resolve_resume_path(str(tmp_path / "checkpoint-50"), tmp_path)
+    assert resolve_resume_path("latest", tmp_path / "empty") is None
+
+
+# --- model card and Hub ----------------------------------------------------------------------------------------
+
+
+def test_model_card_has_model_index_results(tmp_path):
+    results = {
+        "eval_accuracy": 0.91,
+        "eval_top5_accuracy": 0.99,
+        "eval_loss": 0.3,
+        "test_accuracy": 0.9012,
+        "test_top5_accuracy": 0.995,
+        "test_loss": 0.31,
+    }
+    card = build_model_card(
+        model_name="vit-cifar10",
+        base_model="timm/vit_base_patch16_224.augreg_in21k",
+        dataset="uoft-cs/cifar10",
+        dataset_name="cifar10",
+        results=results,
+        hyperparameters={"learning_rate": 0.03},
+        image_size=224,
+        pictures=["training_curves.png"],
+        repo_id="me/vit-cifar10",
+    )
+    card.save(tmp_path / "README.md")
+    text = (tmp_path / "README.md").read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    metrics = header["model-index"][0]["results"][0]["metrics"]
+    assert {m["type"]: m["value"] for m in metrics} == {"accuracy": 0.9012, "top5_accuracy": 0.995}
+    assert header["base_model"] == "timm/vit_base_patch16_224.augreg_in21k"
+    assert "| test | 0.9012 |" in text and "learning_rate | 0.03" in text and "me/vit-cifar10" in text
+
+
+def test_files_to_push_leave_training_state_behind(tmp_path):
+    for name in [
+        "model.safetensors",
+        "config.json",
+        "README.md",
+        "modeling_vit_hf.py",
+        "all_results.json",
+        "checkpoint-10/model.safetensors",
+        ".tmp-checkpoint-20/x",
+        "best/model.safetensors",
+        "runs/events.out",
+        ".final-tmp/config.json",
+    ]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("x")
+    assert files_to_push(tmp_path) == [
+        "README.md",
+        "all_results.json",
+        "config.json",
+        "model.safetensors",
+        "modeling_vit_hf.py",
+    ]
+
+
+def test_push_sends_exactly_those_files(tmp_path):
+    (tmp_path / "model.safetensors").write_text("x")
+    (tmp_path / "checkpoint-1").mkdir()
+    (tmp_path / "checkpoint-1" / "optimizer.bin").write_text("x")
+    with mock.patch("vit_hf.hub.HfApi") as api_class:
+        push_folder(tmp_path, "me/model")
+    api = api_class.return_value
+    api.create_repo.assert_called_once_with("me/model", private=None, exist_ok=True, repo_type="model")
+    kwargs = api.upload_folder.call_args.kwargs
+    from huggingface_hub.utils import filter_repo_objects
+
+    sent = list(
+        filter_repo_objects(
+            ["model.safetensors", "checkpoint-1/optimizer.bin"], ignore_patterns=kwargs["ignore_patterns"]
+        )
+    )
+    assert sent == ["model.safetensors"] == files_to_push(tmp_path)
+
+
+def test_hub_check_fails_fast_offline():
+    with pytest.raises(HubPushError, match="Cannot reach the Hugging Face Hub"):
+        check_hub_access("me/model")
+    with pytest.raises(HubPushError, match="--hub_model_id"):
+        check_hub_access(None)

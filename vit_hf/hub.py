@@ -1,0 +1,64 @@
+"""Pushing a training output folder to the Hub: a check before training that fails fast without a network or
+token, the exact list of files that would be sent, and the upload itself."""
+
+import fnmatch
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+# Training-only state stays local: checkpoints (pushed separately on request), hidden temporaries, logs.
+IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", ".*", ".*/**", "runs/**", "best/**", "*.tmp"]
+
+
+class HubPushError(RuntimeError):
+    pass
+
+
+def check_hub_access(repo_id: str | None, token: str | None = None) -> str:
+    """Called before training when --push_to_hub is set: the run must not spend hours and then fail to upload.
+    Returns the repo id to push to."""
+    if not repo_id:
+        raise HubPushError("--push_to_hub needs --hub_model_id (e.g. `your-name/vit-cifar10`).")
+    try:
+        user = HfApi(token=token).whoami()
+    except Exception as error:  # offline, DNS failure, bad token: all mean "cannot push"
+        raise HubPushError(
+            f"Cannot reach the Hugging Face Hub to push to {repo_id!r} ({type(error).__name__}: {error}). Check the "
+            "network and log in with `hf auth login` (or set HF_TOKEN), or drop --push_to_hub and upload the output "
+            "folder later with `hf upload <repo_id> <output_dir>`."
+        ) from error
+    return repo_id if "/" in repo_id else f"{user['name']}/{repo_id}"
+
+
+def files_to_push(folder: str | Path) -> list[str]:
+    """Relative paths of the files an upload of `folder` sends (the same filter the upload uses)."""
+    folder = Path(folder)
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and not any(fnmatch.fnmatch(relative, pattern) for pattern in IGNORE_PATTERNS):
+            files.append(relative)
+    return files
+
+
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    private: bool | None = None,
+    token: str | None = None,
+    commit_message: str = "Upload fine-tuned model",
+    path_in_repo: str | None = None,
+    run_as_future: bool = False,
+):
+    """Create the model repo if needed and upload the folder's files (see `files_to_push`)."""
+    api = HfApi(token=token)
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        path_in_repo=path_in_repo,
+        commit_message=commit_message,
+        ignore_patterns=None if path_in_repo else IGNORE_PATTERNS,
+        run_as_future=run_as_future,
+    )

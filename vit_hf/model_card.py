@@ -1,0 +1,99 @@
+"""The model card (README.md) written beside a fine-tuned model: Hub metadata with a `model-index` of the results,
+the base model, dataset, hyperparameters, results table, pictures and how to load the model."""
+
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+TEMPLATE = """---
+{{ card_data }}
+---
+
+# {{ model_name }}
+
+{{ body }}
+"""
+
+METRIC_NAMES = {"accuracy": "Top-1 accuracy", "top5_accuracy": "Top-5 accuracy", "loss": "Loss"}
+
+
+def _results_table(results: dict[str, float]) -> str:
+    rows = ["| split | " + " | ".join(METRIC_NAMES.values()) + " |", "|---" * (len(METRIC_NAMES) + 1) + "|"]
+    for split in ("eval", "test"):
+        if f"{split}_accuracy" in results:
+            values = [f"{results.get(f'{split}_{key}', float('nan')):.4f}" for key in METRIC_NAMES]
+            name = "validation" if split == "eval" else "test"
+            rows.append(f"| {name} | " + " | ".join(values) + " |")
+    return "\n".join(rows)
+
+
+def build_model_card(
+    *,
+    model_name: str,
+    base_model: str | None,
+    dataset: str,
+    dataset_name: str,
+    results: dict[str, float],
+    hyperparameters: dict,
+    image_size: int,
+    pictures: list[str],
+    repo_id: str | None = None,
+) -> ModelCard:
+    """`results` uses the recipe's keys (`eval_accuracy`, `test_top5_accuracy`, ...); the test split's metrics go
+    into the model-index when present, the validation split's otherwise."""
+    split = "test" if "test_accuracy" in results else "eval"
+    eval_results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset,
+            dataset_name=dataset_name,
+            dataset_split="test" if split == "test" else "validation",
+            metric_type=metric,
+            metric_value=round(results[f"{split}_{metric}"], 6),
+        )
+        for metric in ("accuracy", "top5_accuracy")
+        if f"{split}_{metric}" in results
+    ]
+    card_data = ModelCardData(
+        license="apache-2.0",
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=["vit_hf", "vision-transformer", "image-classification", "timm"],
+        datasets=[dataset] if "/" in dataset else None,
+        metrics=["accuracy"],
+        base_model=base_model,
+        model_name=model_name,
+        eval_results=eval_results or None,
+    )
+    load_id = repo_id or "path/to/this/folder"
+    hyperparameter_rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(hyperparameters.items()))
+    origin = f"starting from `{base_model}`" if base_model else "trained from scratch"
+    body = f"""A Vision Transformer fine-tuned for image classification on **{dataset_name}** at
+{image_size}x{image_size} with `vit_hf`, {origin}.
+
+## Results
+
+{_results_table(results)}
+
+{chr(10).join(f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in pictures)}
+
+## How to use
+
+The model code travels with the weights, so `vit_hf` need not be installed:
+
+```python
+from transformers import pipeline
+
+classify = pipeline("image-classification", model="{load_id}", trust_remote_code=True)
+classify("image.png")
+```
+
+or, with `pip install vit_hf`, `AutoModelForImageClassification.from_pretrained("{load_id}")` after `import vit_hf`.
+
+## Training hyperparameters
+
+| name | value |
+|---|---|
+{hyperparameter_rows}
+"""
+    return ModelCard.from_template(card_data, template_str=TEMPLATE, model_name=model_name, body=body)

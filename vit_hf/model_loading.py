@@ -1,0 +1,71 @@
+"""Where a fine-tuning run's model comes from: a preset trained from scratch, timm pretrained weights, or a vit_hf
+folder / Hub id. Returns the model with a head for the dataset's labels, its image processor, and the name of the
+base model for the model card."""
+
+import json
+from pathlib import Path
+
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+from .configuration_vit_hf import ViTHFConfig, list_presets
+from .image_processing import make_image_processor
+from .modeling_vit_hf import ViTHFForImageClassification
+
+
+def is_timm_model_name(name: str) -> bool:
+    """`vit_base_patch16_224.augreg_in21k`, `timm/vit_base_patch16_224...` or `hf-hub:timm/...`."""
+    import timm
+
+    name = name.removeprefix("hf-hub:").removeprefix("timm/")
+    return timm.is_model(name.split(".")[0]) and not Path(name).exists()
+
+
+def load_model_for_finetuning(model_args, id2label: dict[int, str]):
+    """(model, image_processor, base_model) for `--model`, with a fresh head of len(id2label) outputs unless the
+    loaded head already has exactly these labels."""
+    name, image_size = model_args.model, model_args.image_size
+    label2id = {label: index for index, label in id2label.items()}
+    overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
+    if overrides and name not in list_presets():
+        raise ValueError(
+            "--model_overrides applies to presets trained from scratch; it cannot reshape a pretrained model."
+        )
+    if name in list_presets():
+        config = ViTHFConfig.from_preset(
+            name,
+            **overrides,
+            **({"image_size": image_size} if image_size else {}),
+            id2label=id2label,
+            label2id=label2id,
+            attn_implementation=model_args.attn_implementation,
+        )
+        model = ViTHFForImageClassification(config)
+        return model, make_image_processor(config.image_size), None
+    if is_timm_model_name(name):
+        from .timm_weights import from_timm, image_processor_from_timm
+
+        timm_name = name.removeprefix("hf-hub:").removeprefix("timm/")
+        model = from_timm(
+            timm_name,
+            checkpoint_path=model_args.checkpoint_path,
+            image_size=image_size,
+            num_labels=len(id2label),
+            id2label=id2label,
+        )
+        model.set_attn_implementation(model_args.attn_implementation)
+        return model, image_processor_from_timm(timm_name, image_size=image_size), f"timm/{timm_name}"
+    if model_args.checkpoint_path:
+        raise ValueError("--checkpoint_path is for timm models; a vit_hf folder or Hub id carries its own weights.")
+    model = AutoModelForImageClassification.from_pretrained(
+        name,
+        num_labels=len(id2label),
+        id2label=id2label,
+        label2id=label2id,
+        ignore_mismatched_sizes=True,  # a different label set gets a fresh, zero-initialised head
+        attn_implementation=model_args.attn_implementation,
+    )
+    processor = AutoImageProcessor.from_pretrained(name)
+    if image_size and image_size != model.config.image_size:
+        model.set_image_size(image_size)
+        processor = make_image_processor(image_size, processor.image_mean, processor.image_std)
+    return model, processor, name
