@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator
 from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
@@ -34,7 +34,7 @@ from vit_hf.transforms import (
     common_image_size,
 )
 
-from vit_hf.arguments import DataArguments, ModelArguments, TrainingArguments, parse_arguments
+from vit_hf.arguments import DataArguments, ModelArguments, TrainingArguments, parse_arguments, trackers
 from vit_hf.checkpointing import (
     finalize_checkpoint,
     read_state,
@@ -49,6 +49,7 @@ from vit_hf.model_card import build_model_card
 from vit_hf.model_loading import load_model_for_finetuning
 from vit_hf.optimization import create_optimizer, create_scheduler
 from vit_hf.plots import plot_confusion_matrix, plot_training_curves
+from vit_hf.sampling import EpochShuffleSampler, PerExampleSeeded
 
 logger = logging.getLogger("vit_hf.finetune")
 
@@ -113,16 +114,22 @@ def uses_device_transforms(setting: str, data: ImageClassificationData) -> bool:
     return True
 
 
-def dataloader(dataset, batch_size: int, train: bool, workers: int, pin_memory: bool) -> DataLoader:
+def dataloader(dataset, batch_size: int, seed: int | None, workers: int, pin_memory: bool) -> DataLoader:
+    """Training loader when `seed` is given (shuffled by (seed, epoch), per-example seeded augmentation, equal
+    batches); otherwise an evaluation loader that sees every example in order."""
+    train = seed is not None
     return DataLoader(
-        dataset,
+        PerExampleSeeded(dataset, seed) if train else dataset,
         batch_size=batch_size,
-        shuffle=train,
-        drop_last=train,  # equal training batches; evaluation sees every example
+        sampler=EpochShuffleSampler(len(dataset), seed) if train else None,
+        drop_last=train,
         collate_fn=collate,
         num_workers=workers,
         persistent_workers=workers > 0,
         pin_memory=pin_memory,
+        # Its own generator: creating an iterator must not draw from the global one that augmentation and stochastic
+        # depth use, or a resumed run would drift from an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed or 0),
     )
 
 
@@ -149,11 +156,9 @@ class FineTuning:
         self.accelerator = accelerator = Accelerator(
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
-            log_with=None if args.report_to == "none" else args.report_to,
+            log_with=trackers(args.report_to),
             project_dir=args.output_dir,
             cpu=args.use_cpu,
-            # A seeded sampler gives the same order on resume and on every process.
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
         )
         if not accelerator.is_main_process:
             logger.setLevel(logging.WARNING)
@@ -219,7 +224,7 @@ class FineTuning:
         accelerator.register_for_checkpointing(self.scheduler)
 
         self.global_step, self.log_history, self.best = 0, [], {"accuracy": -1.0, "step": None}
-        if args.report_to != "none":
+        if accelerator.log_with:
             config = {k: v for k, v in self.hyperparameters().items() if v is not None}
             accelerator.init_trackers("vit_hf", config=config)
 
@@ -252,16 +257,16 @@ class FineTuning:
             )
         workers = data_args.dataloader_num_workers
         pin = self.accelerator.device.type == "cuda"
-        self.train_loader = dataloader(data.train, args.per_device_train_batch_size, True, workers, pin)
+        self.train_loader = dataloader(data.train, args.per_device_train_batch_size, args.seed, workers, pin)
         if len(self.train_loader) == 0:
             raise ValueError(
                 f"The training split has {len(data.train)} examples, fewer than one batch of "
                 f"{args.per_device_train_batch_size}: lower --per_device_train_batch_size."
             )
-        self.validation_loader = dataloader(data.validation, args.per_device_eval_batch_size, False, workers, pin)
+        self.validation_loader = dataloader(data.validation, args.per_device_eval_batch_size, None, workers, pin)
         self.test_loader = None
         if data.test is not None:
-            self.test_loader = dataloader(data.test, args.per_device_eval_batch_size, False, workers, pin)
+            self.test_loader = dataloader(data.test, args.per_device_eval_batch_size, None, workers, pin)
 
     def hyperparameters(self) -> dict:
         args, data_args = self.args, self.data_args
@@ -480,12 +485,12 @@ class FineTuning:
         labels = [data.id2label[i] for i in range(data.num_labels)]
         matrix, split = confusion
         plot_confusion_matrix(matrix, labels, tmp / "confusion_matrix.png", f"Confusion matrix ({split} split)")
-        dataset = self.data_args.dataset
+        local = Path(data.source).exists() or data.source == "digits"
         card = build_model_card(
             model_name=self.repo_id.split("/")[-1] if self.repo_id else self.output_dir.name,
             base_model=self.base_model,
-            dataset=dataset,
-            dataset_name=Path(dataset).name if Path(dataset).exists() else dataset,
+            dataset_id=None if local else data.source,
+            dataset_name=Path(data.source).name if local else data.source,
             results=results,
             hyperparameters=self.hyperparameters(),
             image_size=self.image_size,

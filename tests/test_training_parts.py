@@ -73,11 +73,18 @@ def test_every_shipped_recipe_parses():
         (["--save_total_limit", "0"], "--save_total_limit"),
         (["--mixed_precision", "fp8"], "--mixed_precision"),
         (["--config", "missing.yaml"], "does not exist"),
+        (["--report_to", "mlflow"], "not supported"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         parse_arguments(argv)
+
+
+def test_missing_tracker_package_is_named(monkeypatch):
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(ValueError, match="pip install tensorboard"):
+        parse_arguments(["--report_to", "tensorboard"])
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -196,7 +203,7 @@ def test_model_card_has_model_index_results(tmp_path):
     card = build_model_card(
         model_name="vit-cifar10",
         base_model="timm/vit_base_patch16_224.augreg_in21k",
-        dataset="uoft-cs/cifar10",
+        dataset_id="uoft-cs/cifar10",
         dataset_name="cifar10",
         results=results,
         hyperparameters={"learning_rate": 0.03},

@@ -2,6 +2,7 @@
 from command-line flags, which win. An unknown key in either place is an error."""
 
 import difflib
+import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field, fields
@@ -99,7 +100,10 @@ class TrainingArguments:
     final_weights: str = field(default="best", metadata={"help": "best (validation accuracy) or last."})
     logging_steps: int = 50
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "latest or a checkpoint folder."})
-    report_to: str = field(default="none", metadata={"help": "none, tensorboard, trackio, wandb or all."})
+    report_to: str = field(
+        default="none",
+        metadata={"help": "none, all (every installed tracker), or a comma list of tensorboard, trackio, wandb."},
+    )
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private_repo: bool | None = None
@@ -107,6 +111,21 @@ class TrainingArguments:
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainingArguments)
+# The package each tracker needs; Accelerate would otherwise drop a missing one with only a warning.
+TRACKER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "trackio": ("trackio",), "wandb": ("wandb",)}
+
+
+def trackers(report_to: str) -> list[str] | str | None:
+    """`--report_to` as Accelerate's `log_with`: None, "all", or a list of tracker names (each checked)."""
+    if report_to in ("none", "all"):
+        return None if report_to == "none" else "all"
+    names = [name.strip() for name in report_to.split(",") if name.strip()]
+    for name in names:
+        if name not in TRACKER_PACKAGES:
+            raise ValueError(f"--report_to {name!r} is not supported; use none, all, or {sorted(TRACKER_PACKAGES)}.")
+        if not any(importlib.util.find_spec(package) for package in TRACKER_PACKAGES[name]):
+            raise ValueError(f"--report_to {name} needs the {name} package: pip install {TRACKER_PACKAGES[name][0]}")
+    return names
 
 
 def _validate(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> None:
@@ -146,6 +165,7 @@ def _validate(model_args: ModelArguments, data_args: DataArguments, args: Traini
         raise ValueError(f"--crop_scale_min must be in (0, 1], got {data_args.crop_scale_min}.")
     if not 0.0 < data_args.validation_fraction < 1.0:
         raise ValueError(f"--validation_fraction must be in (0, 1), got {data_args.validation_fraction}.")
+    trackers(args.report_to)
     if args.push_to_hub and not args.hub_model_id:
         raise ValueError("--push_to_hub needs --hub_model_id (e.g. your-name/vit-cifar10).")
     if model_args.model_overrides is not None:

@@ -31,7 +31,7 @@ def build_model_card(
     *,
     model_name: str,
     base_model: str | None,
-    dataset: str,
+    dataset_id: str | None,
     dataset_name: str,
     results: dict[str, float],
     hyperparameters: dict,
@@ -40,12 +40,13 @@ def build_model_card(
     repo_id: str | None = None,
 ) -> ModelCard:
     """`results` uses the recipe's keys (`eval_accuracy`, `test_top5_accuracy`, ...); the test split's metrics go
-    into the model-index when present, the validation split's otherwise."""
+    into the model-index when present, the validation split's otherwise. `dataset_id` is the dataset's Hub id
+    (None for local data, which the Hub cannot link to)."""
     split = "test" if "test_accuracy" in results else "eval"
     eval_results = [
         EvalResult(
             task_type="image-classification",
-            dataset_type=dataset,
+            dataset_type=dataset_id or dataset_name,
             dataset_name=dataset_name,
             dataset_split="test" if split == "test" else "validation",
             metric_type=metric,
@@ -59,7 +60,7 @@ def build_model_card(
         library_name="transformers",
         pipeline_tag="image-classification",
         tags=["vit_hf", "vision-transformer", "image-classification", "timm"],
-        datasets=[dataset] if "/" in dataset else None,
+        datasets=[dataset_id] if dataset_id else None,
         metrics=["accuracy"],
         base_model=base_model,
         model_name=model_name,

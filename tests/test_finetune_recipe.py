@@ -1,0 +1,200 @@
+"""`recipes/finetune.py` end to end on CPU, on generated data in the Hub CIFAR-10 format: outputs that load without
+vit_hf, two-process DDP evaluation, exact resume, SIGTERM, and errors before training."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.data_utils import write_cifar_like
+from vit_hf.hub import files_to_push
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = str(ROOT / "recipes" / "finetune.py")
+TINY_VIT = json.dumps(
+    {"patch_size": 4, "num_hidden_layers": 2, "hidden_size": 32, "num_attention_heads": 2, "intermediate_size": 64}
+)
+
+
+def recipe_args(dataset, output_dir, **overrides):
+    args = {
+        "dataset": dataset,
+        "output_dir": output_dir,
+        "model": "tiny_patch16_224",
+        "image_size": 32,
+        "model_overrides": TINY_VIT,
+        "max_steps": 8,
+        "per_device_train_batch_size": 16,
+        "per_device_eval_batch_size": 8,
+        "optimizer": "adamw",
+        "learning_rate": 1e-3,
+        "warmup_steps": 2,
+        "logging_steps": 2,
+        "eval_strategy": "steps",
+        "eval_steps": 4,
+        "save_strategy": "steps",
+        "save_steps": 4,
+        "dataloader_num_workers": 0,
+    }
+    args.update(overrides)
+    return [item for key, value in args.items() for item in (f"--{key}", str(value))]
+
+
+def environment(**extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **extra)
+    env.pop("ACCELERATE_USE_CPU", None)
+    env.update(extra)
+    return env
+
+
+def run_recipe(args, launcher=(sys.executable,), timeout=300, **env):
+    return subprocess.run(
+        [*launcher, SCRIPT, *args], env=environment(**env), capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def cifar(tmp_path_factory):
+    # 203 train images (183 after the 10% hold-out) and an odd-sized test split of 57.
+    return write_cifar_like(tmp_path_factory.mktemp("data") / "cifar10", n_train=203, n_test=57)
+
+
+@pytest.fixture(scope="module")
+def finished_run(cifar, tmp_path_factory):
+    output = tmp_path_factory.mktemp("run") / "out"
+    result = run_recipe(recipe_args(cifar, output))
+    assert result.returncode == 0, result.stderr[-4000:]
+    return output
+
+
+def test_output_folder_is_complete(finished_run):
+    files = set(os.listdir(finished_run))
+    expected = {
+        "config.json",
+        "model.safetensors",
+        "configuration_vit_hf.py",
+        "modeling_vit_hf.py",
+        "preprocessor_config.json",
+        "README.md",
+        "all_results.json",
+        "log_history.json",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "checkpoint-4",
+        "checkpoint-8",
+    }
+    assert expected <= files
+    assert not any(name.startswith(".") for name in files)  # no temporaries left behind
+    results = json.loads((finished_run / "all_results.json").read_text())
+    for key in ("eval_accuracy", "eval_top5_accuracy", "test_accuracy", "test_top5_accuracy", "train_runtime"):
+        assert key in results
+    assert results["test_num_examples"] == 57 and results["step"] == 8
+    card = (finished_run / "README.md").read_text()
+    assert "model-index" in card and f"{results['test_accuracy']:.4f}" in card
+    config = json.loads((finished_run / "config.json").read_text())
+    assert config["id2label"]["0"] == "airplane" and config["image_size"] == 32
+
+
+def test_hub_upload_would_send_the_model_not_the_training_state(finished_run):
+    sent = files_to_push(finished_run)
+    assert {"model.safetensors", "config.json", "modeling_vit_hf.py", "README.md", "preprocessor_config.json"} <= set(
+        sent
+    )
+    assert not [name for name in sent if name.startswith(("checkpoint-", "best/", "."))]
+
+
+def test_output_loads_without_vit_hf_and_through_pipeline(finished_run, tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["vit_hf"] = None  # importing vit_hf now fails
+        import numpy as np
+        from PIL import Image
+        from transformers import pipeline
+        classify = pipeline("image-classification", model={str(finished_run)!r}, trust_remote_code=True)
+        image = Image.fromarray(np.full((32, 32, 3), 128, dtype=np.uint8))
+        predictions = classify(image, top_k=3)
+        assert len(predictions) == 3, predictions
+        assert predictions[0]["label"] in {{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                            "ship", "truck"}}, predictions
+        print("ok")
+        """
+    )
+    env = dict(os.environ, PYTHONPATH="", HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+
+
+def test_resumed_run_equals_uninterrupted_run(cifar, finished_run, tmp_path):
+    """A run restarted from its step-4 checkpoint (what an interruption leaves) ends with the same weights."""
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    subprocess.run(["cp", "-r", str(finished_run / "checkpoint-4"), str(resumed)], check=True)
+    result = run_recipe(recipe_args(cifar, resumed, resume_from_checkpoint="latest"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "resumed from" in result.stderr
+    for checkpoint in ("checkpoint-8/model.safetensors", "model.safetensors"):
+        expected, actual = load_file(finished_run / checkpoint), load_file(resumed / checkpoint)
+        assert all(torch.equal(expected[name], actual[name]) for name in expected), checkpoint
+    original = json.loads((finished_run / "all_results.json").read_text())
+    again = json.loads((resumed / "all_results.json").read_text())
+    assert again["test_accuracy"] == original["test_accuracy"] and again["eval_loss"] == original["eval_loss"]
+
+
+def test_sigterm_saves_a_checkpoint_that_resumes(cifar, tmp_path):
+    output = tmp_path / "out"
+    args = recipe_args(cifar, output, max_steps=400, logging_steps=1, save_strategy="no", eval_strategy="epoch")
+    log = open(tmp_path / "log.txt", "w")
+    process = subprocess.Popen([sys.executable, SCRIPT, *args], env=environment(), stdout=log, stderr=log, text=True)
+    deadline = time.time() + 120
+    while "training:" not in (tmp_path / "log.txt").read_text() and time.time() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # a few steps in
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=120) == 128 + signal.SIGTERM
+    text = (tmp_path / "log.txt").read_text()
+    assert "SIGTERM received" in text and "Traceback" not in text
+    checkpoints = [p.name for p in output.iterdir() if p.name.startswith("checkpoint-")]
+    assert len(checkpoints) == 1
+    step = int(checkpoints[0].split("-")[1])
+    assert 0 < step < 400
+    resumed = run_recipe(
+        recipe_args(cifar, output, max_steps=step + 2, resume_from_checkpoint="latest", eval_strategy="epoch")
+    )
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert json.loads((output / "all_results.json").read_text())["step"] == step + 2
+
+
+def test_two_process_ddp_counts_every_example_once(cifar, tmp_path):
+    output = tmp_path / "ddp"
+    launcher = ("accelerate", "launch", "--config_file", str(ROOT / "recipes/accelerate/cpu_ddp.yaml"))
+    # Eval batches of 4 over 2 processes: 21 validation and 57 test examples leave uneven last batches.
+    args = recipe_args(cifar, output, per_device_train_batch_size=8, per_device_eval_batch_size=4)
+    result = run_recipe(args, launcher=launcher, ACCELERATE_USE_CPU="1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    results = json.loads((output / "all_results.json").read_text())
+    assert results["test_num_examples"] == 57
+    assert results["eval_num_examples"] == 21
+    card = (output / "README.md").read_text()
+    assert "| num_processes | 2 |" in card
+
+
+def test_push_to_hub_fails_fast_offline_before_training(cifar, tmp_path):
+    output = tmp_path / "out"
+    result = run_recipe(recipe_args(cifar, output, push_to_hub="true", hub_model_id="someone/vit-test"))
+    assert result.returncode != 0
+    assert "Cannot reach the Hugging Face Hub" in result.stderr
+    assert "training:" not in result.stderr
+
+
+def test_non_empty_output_dir_is_refused(cifar, finished_run):
+    result = run_recipe(recipe_args(cifar, finished_run))
+    assert result.returncode != 0 and "is not empty" in result.stderr
