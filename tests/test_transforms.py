@@ -14,7 +14,7 @@ from transformers import ViTImageProcessor
 from tests.data_utils import cifar_like_images, write_cifar_like
 from vit_hf.data import load_image_classification
 from vit_hf.image_processing import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, make_image_processor
-from vit_hf.resample import crop_table, crop_weights, resample, sample_crop_boxes
+from vit_hf.resample import SMALL_SOURCE, crop_table, crop_weights, resample, resized_crop, sample_crop_boxes
 from vit_hf.transforms import (
     Augmentation,
     DeviceTransform,
@@ -188,6 +188,14 @@ def test_batched_crop_resize_equals_torchvision_per_image(interpolation, height,
         torch.testing.assert_close(out, expected, atol=2e-3, rtol=1e-5)  # float rounding of values up to 255
 
 
+@pytest.mark.parametrize("height, width", [(24, 20), (SMALL_SOURCE + 36, SMALL_SOURCE + 10)])
+def test_per_image_resize_equals_torchvision_for_small_and_large_sources(height, width):
+    image = torch.rand(3, height, width) * 255
+    for interpolation, mode in MODES.items():
+        expected = TF.resize(image, [96, 96], interpolation=mode, antialias=True)
+        torch.testing.assert_close(resized_crop(image, 96, interpolation), expected, atol=2e-3, rtol=1e-5)
+
+
 def test_crop_boxes_follow_torchvisions_random_resized_crop():
     torch.manual_seed(0)
     for height, width, ratio in [(32, 32, (3 / 4, 4 / 3)), (20, 60, (3 / 4, 4 / 3)), (32, 32, (2.0, 3.0))]:
@@ -228,16 +236,25 @@ def test_eval_is_the_same_on_both_paths(data):
         torch.testing.assert_close(device, cpu, atol=1e-5, rtol=1e-5)
 
 
-def test_device_matmuls_stay_float32_and_restore_the_callers_precision(cifar_batch):
+def test_eval_of_large_images_is_the_same_on_both_paths():
+    """Above SMALL_SOURCE pixels the CPU path resizes with torch's kernel; the device path still uses matrices."""
+    images = torch.from_numpy(cifar_like_images(np.arange(3), 96, seed=1)).permute(0, 3, 1, 2)[..., :80].contiguous()
+    cpu = torch.stack([EvalImageTransform(64, IMAGENET)(image) for image in images])
+    torch.testing.assert_close(DeviceTransform(64, IMAGENET, None, train=False)(images), cpu, atol=1e-5, rtol=1e-5)
+
+
+def test_device_path_stays_float32_under_reduced_precision_settings(cifar_batch):
+    expected = torch.stack([EvalImageTransform(64, INCEPTION)(image) for image in cifar_batch])
+    transform = DeviceTransform(64, INCEPTION, None, train=False)
     torch.set_float32_matmul_precision("medium")
     try:
-        expected = torch.stack([EvalImageTransform(64, INCEPTION)(image) for image in cifar_batch])
-        torch.testing.assert_close(
-            DeviceTransform(64, INCEPTION, None, train=False)(cifar_batch), expected, atol=1e-5, rtol=1e-5
-        )
-        assert torch.get_float32_matmul_precision() == "medium"
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = transform(cifar_batch)
+        assert torch.get_float32_matmul_precision() == "medium"  # the caller's setting is restored
     finally:
         torch.set_float32_matmul_precision("highest")
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_flip_and_full_crop_agree_exactly_between_paths(cifar_batch):

@@ -19,6 +19,7 @@ import torch
 from datasets import Image
 from PIL import Image as PILImage
 from timm.data.random_erasing import RandomErasing
+from torch.utils.data import default_collate
 from torchvision.transforms import InterpolationMode, RandomResizedCrop, v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -27,18 +28,14 @@ from .resample import (
     INTERPOLATIONS,
     crop_table,
     crop_weights,
-    eval_geometry,
+    eval_matrices,
+    eval_resize,
     resample,
-    resize_matrix,
+    resized_crop,
     sample_crop_boxes,
 )
 
 AUTO_AUGMENTS = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide}
-TORCHVISION_INTERPOLATION = {
-    "nearest": InterpolationMode.NEAREST,
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-}
 PIL_RESAMPLE_NAMES = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling values
 EXIF_ORIENTATION_TAG = 0x0112
 EXIF_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
@@ -190,7 +187,7 @@ class TrainImageTransform:
     def __init__(self, image_size: int, normalization: Normalization, augmentation: Augmentation):
         self.image_size = image_size
         self.augmentation = augmentation
-        self.interpolation = TORCHVISION_INTERPOLATION[normalization.interpolation]
+        self.interpolation = normalization.interpolation
         self.pixels = _Pixels(normalization, augmentation)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
@@ -198,8 +195,7 @@ class TrainImageTransform:
         crop = image[:, top : top + height, left : left + width]
         if torch.rand(()) < self.augmentation.hflip:
             crop = crop.flip(-1)  # flipping the small crop equals flipping the output: the kernels are symmetric
-        size = [self.image_size, self.image_size]
-        resized = TF.resize(self.pixels.to_float(crop), size, interpolation=self.interpolation, antialias=True)
+        resized = resized_crop(self.pixels.to_float(crop), self.image_size, self.interpolation)
         return self.pixels.finish_train_(resized[None])[0]
 
 
@@ -209,16 +205,12 @@ class EvalImageTransform:
     def __init__(self, image_size: int, normalization: Normalization):
         self.image_size = image_size
         self.crop_pct = normalization.crop_pct
-        self.interpolation = TORCHVISION_INTERPOLATION[normalization.interpolation]
+        self.interpolation = normalization.interpolation
         self.pixels = _Pixels(normalization)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        resized_h, resized_w, top, left = eval_geometry(*image.shape[-2:], self.image_size, self.crop_pct)
-        resized = TF.resize(
-            self.pixels.to_float(image), [resized_h, resized_w], interpolation=self.interpolation, antialias=True
-        )
-        crop = resized[:, top : top + self.image_size, left : left + self.image_size]
-        return self.pixels.clamp_(crop)
+        resized = eval_resize(self.pixels.to_float(image), self.image_size, self.crop_pct, self.interpolation)
+        return self.pixels.clamp_(resized)
 
 
 class SourceImageTransform:
@@ -284,7 +276,8 @@ def attach_transforms(
     device_transforms: bool = False,
     source_size: int | None = None,
 ) -> None:
-    """Set lazy transforms on every split of `data` (replacing any set before).
+    """Set lazy transforms on every split of `data` (replacing any set before). The splits are replaced by new
+    `Dataset` objects: build DataLoaders after this call.
 
     CPU path: items become {"pixel_values": float (C, S, S) normalised, "labels": int}; train gets `augmentation`,
     validation and test the eval resize + centre crop. Device path: items become {"pixel_values": uint8 (C, P, P),
@@ -361,19 +354,21 @@ def collate(batch: list[dict]) -> dict[str, torch.Tensor]:
             f"source_size=N to attach_transforms."
         )
     return {
-        "pixel_values": torch.stack([example["pixel_values"] for example in batch]),
+        # default_collate stacks straight into shared memory inside a DataLoader worker: one copy fewer.
+        "pixel_values": default_collate([example["pixel_values"] for example in batch]),
         "labels": torch.tensor([example["labels"] for example in batch], dtype=torch.long),
     }
 
 
 @contextlib.contextmanager
-def _full_float32_matmul():
-    """The resize matmuls run in true float32 even where the training script allows TF32 / bfloat16 matmuls, so
-    device and CPU outputs agree to float rounding (the matmuls are a negligible cost next to the model)."""
+def _full_float32(device: torch.device):
+    """The resize matmuls run in true float32 even where the training script enables TF32 / bfloat16 matmuls or
+    autocast, so device and CPU outputs agree to float rounding (their cost is negligible next to the model's)."""
     previous = torch.get_float32_matmul_precision()
     torch.set_float32_matmul_precision("highest")
     try:
-        yield
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
     finally:
         torch.set_float32_matmul_precision(previous)
 
@@ -410,7 +405,7 @@ class DeviceTransform(torch.nn.Module):
                 f"Got {pixel_values.shape[1]} channels but the normalization has {len(self.normalization.mean)}."
             )
         images = self.pixels.to_float(pixel_values)  # (B, C, H, W)
-        with _full_float32_matmul():
+        with _full_float32(images.device):
             if self.is_train:
                 return self.pixels.finish_train_(self._random_resized_crop(images))
             rows, columns = self._eval_matrices(*images.shape[-2:], images.device)
@@ -441,10 +436,10 @@ class DeviceTransform(torch.nn.Module):
     def _eval_matrices(self, height: int, width: int, device: torch.device):
         key = ("eval", height, width, str(device))
         if key not in self._matrices:
-            size, interpolation = self.image_size, self.normalization.interpolation
-            resized_h, resized_w, top, left = eval_geometry(height, width, size, self.normalization.crop_pct)
-            rows = resize_matrix(height, resized_h, interpolation)[top : top + size]  # (S, H)
-            columns = resize_matrix(width, resized_w, interpolation)[left : left + size]  # (S, W)
+            normalization = self.normalization
+            rows, columns = eval_matrices(  # (S, H), (S, W)
+                height, width, self.image_size, normalization.crop_pct, normalization.interpolation
+            )
             self._matrices[key] = (rows.to(device), columns.to(device))
         return self._matrices[key]
 
