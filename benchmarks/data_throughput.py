@@ -16,6 +16,7 @@ Pipelines (same DataLoader settings: batch size, workers, shuffling):
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 
@@ -63,24 +64,19 @@ def make_loader(dataset, collate_fn, args):
         num_workers=args.num_workers,
         collate_fn=collate_fn,
         drop_last=True,
-        persistent_workers=args.num_workers > 0,
     )
 
 
 def images_per_second(loader, args, consume=None) -> float:
     """Throughput over args.batches batches after args.warmup batches (worker start-up excluded)."""
     batches = iter(loader)
-    for _ in range(args.warmup):
-        consume_batch(next(batches), consume)
-    start = time.perf_counter()
-    for _ in range(args.batches):
-        consume_batch(next(batches), consume)
+    for index in range(args.warmup + args.batches):
+        if index == args.warmup:
+            start = time.perf_counter()
+        pixel_values = next(batches)["pixel_values"]
+        if consume is not None:
+            consume(pixel_values)
     return args.batches * args.batch_size / (time.perf_counter() - start)
-
-
-def consume_batch(batch, consume):
-    if consume is not None:
-        consume(batch["pixel_values"])
 
 
 def on_device(transform, device):
@@ -92,37 +88,48 @@ def on_device(transform, device):
     return consume
 
 
+def pipelines(source, size, device, args):
+    """name -> (loader, consume) for one image size."""
+    processor = make_image_processor(size)
+    normalization = Normalization.from_image_processor(processor)
+    augmentation = Augmentation()
+    example_data = load_image_classification(source, validation_fraction=0.01, cache_dir=args.cache_dir)
+    cpu_data = load_image_classification(source, validation_fraction=0.01, cache_dir=args.cache_dir)
+    attach_transforms(cpu_data, size, normalization, augmentation)
+    device_data = load_image_classification(source, validation_fraction=0.01, cache_dir=args.cache_dir)
+    attach_transforms(device_data, size, normalization, augmentation, device_transforms=True)
+    transform = DeviceTransform(size, normalization, augmentation, train=True)
+    return {
+        "example (per-image PIL + torchvision)": (lambda: example_loader(example_data, processor, args), None),
+        "vit_hf cpu path": (lambda: make_loader(cpu_data.train, collate, args), None),
+        "vit_hf device path, loader (CPU side)": (lambda: make_loader(device_data.train, collate, args), None),
+        f"vit_hf device path + DeviceTransform on {device.type}": (
+            lambda: make_loader(device_data.train, collate, args),
+            on_device(transform, device),
+        ),
+    }
+
+
 def run(args) -> list[dict]:
+    """Each pipeline is measured args.rounds times, interleaved with the others so that a change in machine load
+    hits all of them alike; the median counts."""
     source = args.dataset
     if source is None:
         from tests.data_utils import write_cifar_like
 
-        count = (args.warmup + args.batches + 1) * args.batch_size
+        count = max(2000, int((args.warmup + args.batches + 1) * args.batch_size / 0.99) + 1)  # one pass each
         source = str(write_cifar_like(tempfile.mkdtemp(prefix="cifar_like_"), n_train=count, n_test=10))
     device = torch.device(args.device)
     results = []
     for size in args.image_sizes:
-        processor = make_image_processor(size)
-        normalization = Normalization.from_image_processor(processor)
-        augmentation = Augmentation()
-        data = load_image_classification(source, validation_fraction=0.01, cache_dir=args.cache_dir)
-        example = images_per_second(example_loader(data, processor, args), args)
-
-        attach_transforms(data, size, normalization, augmentation)
-        cpu_path = images_per_second(make_loader(data.train, collate, args), args)
-
-        attach_transforms(data, size, normalization, augmentation, device_transforms=True)
-        device_loader = make_loader(data.train, collate, args)
-        loader_only = images_per_second(device_loader, args)
-        transform = DeviceTransform(size, normalization, augmentation, train=True)
-        end_to_end = images_per_second(device_loader, args, consume=on_device(transform, device))
-
-        for name, value in [
-            ("example (per-image PIL + torchvision)", example),
-            ("vit_hf cpu path", cpu_path),
-            ("vit_hf device path, loader (CPU side)", loader_only),
-            (f"vit_hf device path + DeviceTransform on {device.type}", end_to_end),
-        ]:
+        measured = pipelines(source, size, device, args)
+        samples = {name: [] for name in measured}
+        for _ in range(args.rounds):
+            for name, (loader, consume) in measured.items():
+                samples[name].append(images_per_second(loader(), args, consume))
+        example = statistics.median(next(iter(samples.values())))
+        for name, values in samples.items():
+            value = statistics.median(values)
             results.append(dict(image_size=size, pipeline=name, images_per_second=value, ratio=value / example))
     return results
 
@@ -134,7 +141,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--num-workers", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=2, help="batches before timing starts")
-    parser.add_argument("--batches", type=int, default=15, help="batches timed per pipeline")
+    parser.add_argument("--batches", type=int, default=10, help="batches timed per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per pipeline (the median is reported)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")

@@ -276,6 +276,6 @@ def _hold_out(train: Dataset, column: str, fraction: float, seed: int) -> tuple[
     except ValueError as error:
         raise ValueError(
             f"Cannot carve a stratified validation split of {fraction:.0%} from {len(train)} training examples: "
-            f"{error} Use a larger validation_fraction, or a dataset with a validation split."
+            f"{str(error).rstrip('.')}. Use a larger validation_fraction, or a dataset with a validation split."
         ) from error
     return split["train"], split["test"]

@@ -3,7 +3,7 @@
 Two paths give the model the same distribution of inputs:
 
 - CPU path (`device_transforms=False`): each DataLoader worker decodes an example and produces the final
-  normalised float tensor (C, S, S) with torchvision's tensor kernels.
+  normalised float tensor (C, S, S) with torch's antialiased resize.
 - device path (`device_transforms=True`): workers only decode to uint8 at one common source size (3 KB per CIFAR
   image instead of 600 KB of floats at 224 px); `DeviceTransform` then crops, resizes, flips, augments and
   normalises whole batches where the model runs. Its resize is torch's own kernel written as two batched matrix
@@ -72,8 +72,7 @@ class Normalization:
         resample = int(processor.resample)
         if resample not in PIL_RESAMPLE_NAMES:
             raise ValueError(
-                f"The image processor resamples with PIL filter {resample}; supported are "
-                f"{ {value: name for value, name in PIL_RESAMPLE_NAMES.items()} }."
+                f"The image processor resamples with PIL filter {resample}; supported are {PIL_RESAMPLE_NAMES}."
             )
         channels = len(processor.image_mean)
         mean, std = (
@@ -138,15 +137,11 @@ class _Pixels:
         auto_augment = augmentation.auto_augment if augmentation is not None else None
         self.auto_augment = AUTO_AUGMENTS[auto_augment]() if auto_augment else None
         self.random_erasing = augmentation.random_erasing if augmentation is not None else 0.0
-        if self.auto_augment is None:
-            scale, shift, low, high = 1.0 / (255.0 * std), -mean / std, -mean / std, (1.0 - mean) / std
-        else:
-            scale, shift, low, high = (
-                torch.full_like(std, 1 / 255),
-                torch.zeros_like(mean),
-                torch.zeros_like(mean),
-                torch.ones_like(mean),
-            )
+        if self.auto_augment is None:  # work in normalised values from the start
+            scale, shift = 1.0 / (255.0 * std), -mean / std
+        else:  # work in [0, 1] until auto-augment is done
+            scale, shift = torch.full_like(std, 1.0 / 255.0), torch.zeros_like(mean)
+        low, high = shift, 255.0 * scale + shift  # where pixel values 0 and 255 land
         self._cpu = dict(mean=mean, std=std, scale=scale, shift=shift, low=low, high=high)
         self._on_device = {}
 
