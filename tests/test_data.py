@@ -136,6 +136,15 @@ def test_save_to_disk_folder_with_its_own_validation_split(tmp_path, cache_dir):
     assert data.validation["label"][:] == [2, 1, 0]
 
 
+def test_hold_out_writes_nothing_next_to_the_source_data(tmp_path, cache_dir):
+    features = Features({"image": Image(), "label": ClassLabel(names=["a", "b"])})
+    DatasetDict(train=images_split([0, 1] * 10, features)).save_to_disk(str(tmp_path / "saved"))
+    before = sorted(path.name for path in (tmp_path / "saved").rglob("*"))
+    data = load_image_classification(str(tmp_path / "saved"), validation_fraction=0.2, cache_dir=cache_dir)
+    assert (len(data.train), len(data.validation)) == (16, 4)
+    assert sorted(path.name for path in (tmp_path / "saved").rglob("*")) == before
+
+
 def test_single_parquet_file_is_the_train_split(tmp_path, cache_dir):
     features = Features({"image": Image(), "label": ClassLabel(names=["a", "b"])})
     images_split([0, 1] * 10, features).to_parquet(str(tmp_path / "pets.parquet"))

@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+from sklearn.model_selection import train_test_split
 
 SHORT_NAMES = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
 IMAGE_COLUMNS = ("img", "image")
@@ -153,7 +154,6 @@ def _digits() -> DatasetDict:
     """scikit-learn's 1,797 real 8x8 handwritten digits as 8-bit grayscale images, split 80/20 (stratified, fixed)."""
     from PIL import Image as PILImage
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # (1797, 8, 8), values 0..16 -> 0..255
@@ -271,11 +271,14 @@ def _check_label_range(split: Dataset, column: str, num_labels: int, name: str) 
 
 def _hold_out(train: Dataset, column: str, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """A seeded, stratified validation split carved from train: the same rows for the same seed."""
+    labels = np.asarray(train.with_format("numpy")[column])
     try:
-        split = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=column)
+        kept, held_out = train_test_split(np.arange(len(train)), test_size=fraction, random_state=seed, stratify=labels)
     except ValueError as error:
         raise ValueError(
             f"Cannot carve a stratified validation split of {fraction:.0%} from {len(train)} training examples: "
             f"{str(error).rstrip('.')}. Use a larger validation_fraction, or a dataset with a validation split."
         ) from error
-    return split["train"], split["test"]
+    # Rows stay in source order (loaders shuffle; sequential reads are faster), and the indices stay in memory
+    # rather than in a cache file next to the source data, which may be read-only or shared.
+    return train.select(np.sort(kept), keep_in_memory=True), train.select(np.sort(held_out), keep_in_memory=True)
