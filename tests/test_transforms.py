@@ -350,6 +350,8 @@ def test_bad_arguments_and_inputs_are_clear_errors(data, cifar_batch):
         attach_transforms(data, 0, INCEPTION, Augmentation())
     with pytest.raises(ValueError, match="source_size only applies to the device path"):
         attach_transforms(data, 32, INCEPTION, Augmentation(), source_size=32)
+    with pytest.raises(ValueError, match="image_size must be a positive int"):
+        DeviceTransform(224.0, INCEPTION, None, train=False)
     with pytest.raises(ValueError, match="needs an Augmentation"):
         DeviceTransform(32, INCEPTION, None, train=True)
     with pytest.raises(ValueError, match="expects a uint8 batch"):

@@ -27,10 +27,9 @@ TORCHVISION_INTERPOLATION = {
 SMALL_SOURCE = 64
 
 
-@functools.lru_cache(maxsize=4096)
-def resize_matrix(in_size: int, out_size: int, interpolation: str) -> torch.Tensor:
+def resize_weights(in_size: int, out_size: int, interpolation: str) -> torch.Tensor:
     """The (out_size, in_size) weights of torch's 1-D resize, as torchvision applies it to tensors (antialiased
-    bilinear / bicubic, plain nearest). Cached and shared: do not modify the result in place."""
+    bilinear / bicubic, plain nearest): resizing x along a dimension is `weights @ x`."""
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
     eye = torch.eye(in_size).view(1, 1, in_size, in_size)  # each column is one input pixel
@@ -39,6 +38,10 @@ def resize_matrix(in_size: int, out_size: int, interpolation: str) -> torch.Tens
     else:
         weights = F.interpolate(eye, size=(out_size, in_size), mode=interpolation, antialias=True, align_corners=False)
     return weights[0, 0]  # (out_size, in_size)
+
+
+# The per-image paths ask for the same few small matrices again and again. Shared: do not modify in place.
+resize_matrix = functools.lru_cache(maxsize=1024)(resize_weights)
 
 
 def eval_geometry(height: int, width: int, size: int, crop_pct: float) -> tuple[int, int, int, int]:
@@ -129,7 +132,7 @@ def crop_table(in_size: int, out_size: int, interpolation: str, device: torch.de
     """(in_size, out_size, in_size) table: entry n - 1 resizes the first n input pixels to out_size, zero elsewhere."""
     table = torch.zeros(in_size, out_size, in_size)
     for length in range(1, in_size + 1):
-        table[length - 1, :, :length] = resize_matrix(length, out_size, interpolation)
+        table[length - 1, :, :length] = resize_weights(length, out_size, interpolation)
     return table.to(device)
 
 

@@ -380,6 +380,8 @@ class DeviceTransform(torch.nn.Module):
 
     def __init__(self, image_size: int, normalization: Normalization, augmentation: Augmentation | None, train: bool):
         super().__init__()
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size must be a positive int, got {image_size!r}.")
         if train and augmentation is None:
             raise ValueError("A training DeviceTransform needs an Augmentation (use Augmentation() for the defaults).")
         self.image_size = image_size
@@ -387,7 +389,9 @@ class DeviceTransform(torch.nn.Module):
         self.augmentation = augmentation
         self.is_train = train
         self.pixels = _Pixels(normalization, augmentation if train else None)
-        self._matrices = {}  # (height, width, device) -> cached resize weights
+        # ("crop" | "eval", source height, source width, device) -> resize weights. A crop table holds
+        # source_size**2 * image_size floats per side: 1.5 MB for 32 px sources at 384, 100 MB for 256 px ones.
+        self._matrices = {}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.dtype != torch.uint8 or pixel_values.dim() != 4:
