@@ -51,7 +51,11 @@ def write_parquet_splits(folder, splits: dict[str, Dataset]):
 
 
 def test_hub_layout_copy_loads_with_cifar_columns_and_names(cifar_copy, cache_dir):
-    data = load_image_classification(str(cifar_copy), cache_dir=cache_dir)
+    assert sorted(path.relative_to(cifar_copy).as_posix() for path in cifar_copy.rglob("*.parquet")) == [
+        "plain_text/test-00000-of-00001.parquet",
+        "plain_text/train-00000-of-00001.parquet",
+    ]
+    data = load_image_classification(cifar_copy, cache_dir=cache_dir)  # a Path works as well as a str
     assert (data.image_column, data.label_column) == ("img", "label")
     assert data.id2label == dict(enumerate(CIFAR10_NAMES))
     assert data.label2id["ship"] == 8 and data.num_labels == 10

@@ -117,6 +117,18 @@ def test_cpu_path_outputs_at_224_and_384(data, size):
     assert torch.equal(data.validation[0]["pixel_values"], data.validation[0]["pixel_values"])
 
 
+def test_real_digits_through_both_paths():
+    data = load_image_classification("digits")
+    attach_transforms(data, 32, INCEPTION, Augmentation())
+    cpu = torch.stack([data.test[i]["pixel_values"] for i in range(8)])
+    assert cpu.shape == (8, 3, 32, 32)
+    assert torch.equal(cpu[:, 0], cpu[:, 1]) and torch.equal(cpu[:, 0], cpu[:, 2])  # grayscale: equal channels
+    attach_transforms(data, 32, INCEPTION, Augmentation(), device_transforms=True)
+    sources = collate([data.test[i] for i in range(8)])["pixel_values"]
+    assert sources.shape == (8, 3, 8, 8)
+    torch.testing.assert_close(DeviceTransform(32, INCEPTION, None, train=False)(sources), cpu, atol=1e-5, rtol=1e-5)
+
+
 def test_eval_transform_is_resize_then_centre_crop():
     image = torch.from_numpy(cifar_like_images(np.array([3]), 32)[0]).permute(2, 0, 1)
     out = EvalImageTransform(224, IMAGENET)(image)

@@ -59,7 +59,7 @@ class ImageClassificationData:
 
 
 def load_image_classification(
-    dataset: str = "uoft-cs/cifar10",
+    dataset: str | os.PathLike = "uoft-cs/cifar10",
     *,
     image_column: str | None = None,
     label_column: str | None = None,
@@ -75,6 +75,7 @@ def load_image_classification(
     """
     if not 0.0 < validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction!r}.")
+    dataset = os.fspath(dataset)
     source = dataset if os.path.exists(dataset) else SHORT_NAMES.get(dataset, dataset)  # local paths win
     raw = _read(source, cache_dir)
     train_name = _train_split_name(raw, source)
