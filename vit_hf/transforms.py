@@ -374,8 +374,8 @@ class DeviceTransform(torch.nn.Module):
 
     train=True: random resized crop, horizontal flip, optional auto-augment and random erasing, each drawn per
     image from the same distributions as the CPU path. train=False: resize + centre crop (crop_pct), equal to the CPU
-    path's eval transform within float rounding. The module holds no parameters; it caches resize matrices per
-    source size and device.
+    path's eval transform within float rounding. The module holds no parameters (call it on the batches; there is
+    nothing to hand to `accelerator.prepare` or DDP); it caches resize matrices per source size and device.
     """
 
     def __init__(self, image_size: int, normalization: Normalization, augmentation: Augmentation | None, train: bool):
