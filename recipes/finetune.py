@@ -23,7 +23,25 @@ from accelerate.utils import DistributedType, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+
+from vit_hf.arguments import DataArguments, ModelArguments, TrainingArguments, parse_arguments, trackers
+from vit_hf.checkpointing import (
+    finalize_checkpoint,
+    read_state,
+    remove_stale_temporaries,
+    resolve_resume_path,
+    snapshot,
+    temporary_checkpoint_dir,
+    write_json_atomic,
+)
 from vit_hf.data import ImageClassificationData, load_image_classification
+from vit_hf.hub import check_hub_access, push_folder
+from vit_hf.metrics import ClassificationMetrics
+from vit_hf.model_card import build_model_card
+from vit_hf.model_loading import load_model_for_finetuning
+from vit_hf.optimization import create_optimizer, create_scheduler
+from vit_hf.plots import plot_confusion_matrix, plot_training_curves
+from vit_hf.sampling import EpochShuffleSampler, PerExampleSeeded
 from vit_hf.transforms import (
     Augmentation,
     DeviceTransform,
@@ -34,24 +52,8 @@ from vit_hf.transforms import (
     common_image_size,
 )
 
-from vit_hf.arguments import DataArguments, ModelArguments, TrainingArguments, parse_arguments, trackers
-from vit_hf.checkpointing import (
-    finalize_checkpoint,
-    read_state,
-    remove_stale_temporaries,
-    resolve_resume_path,
-    temporary_checkpoint_dir,
-    write_json_atomic,
-)
-from vit_hf.hub import check_hub_access, push_folder
-from vit_hf.metrics import ClassificationMetrics
-from vit_hf.model_card import build_model_card
-from vit_hf.model_loading import load_model_for_finetuning
-from vit_hf.optimization import create_optimizer, create_scheduler
-from vit_hf.plots import plot_confusion_matrix, plot_training_curves
-from vit_hf.sampling import EpochShuffleSampler, PerExampleSeeded
-
 logger = logging.getLogger("vit_hf.finetune")
+BEST_WEIGHTS = "best_model.safetensors"  # inside a checkpoint: the best validation weights up to its step
 
 
 class StopRequest:
@@ -303,6 +305,10 @@ class FineTuning:
         if checkpoint is None:
             return
         self.accelerator.load_state(str(checkpoint))
+        if self.accelerator.is_main_process and (checkpoint / BEST_WEIGHTS).is_file():
+            self.best_weights_file.parent.mkdir(exist_ok=True)
+            snapshot(checkpoint / BEST_WEIGHTS, self.best_weights_file)
+        self.accelerator.wait_for_everyone()
         state = read_state(checkpoint)
         self.global_step, self.log_history, self.best = state["step"], state["log_history"], state["best"]
         logger.info("resumed from %s at step %d", checkpoint, self.global_step)
@@ -322,11 +328,18 @@ class FineTuning:
                 metrics.update(*self.accelerator.gather_for_metrics((logits, batch["labels"], losses)))
         return metrics
 
+    @property
+    def best_weights_file(self) -> Path:
+        return self.output_dir / "best" / "model.safetensors"
+
     def save_checkpoint(self) -> None:
         accelerator = self.accelerator
-        accelerator.save_state(str(temporary_checkpoint_dir(self.output_dir, self.global_step)))
+        tmp = temporary_checkpoint_dir(self.output_dir, self.global_step)
+        accelerator.save_state(str(tmp))
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            if self.best_weights_file.is_file():  # the best weights so far travel with the checkpoint
+                snapshot(self.best_weights_file, tmp / BEST_WEIGHTS)
             state = {"step": self.global_step, "log_history": self.log_history, "best": self.best}
             path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
             logger.info("saved %s", path)
@@ -339,11 +352,10 @@ class FineTuning:
     def save_best_weights(self) -> None:
         state_dict = self.accelerator.get_state_dict(self.eval_model)
         if self.accelerator.is_main_process:
-            folder = self.output_dir / "best"
-            folder.mkdir(exist_ok=True)
-            tmp = folder / ".model.safetensors.tmp"
+            self.best_weights_file.parent.mkdir(exist_ok=True)
+            tmp = self.best_weights_file.with_name(".model.safetensors.tmp")
             save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, str(tmp))
-            tmp.replace(folder / "model.safetensors")
+            tmp.replace(self.best_weights_file)
         self.accelerator.wait_for_everyone()
 
     def log(self, values: dict) -> None:
@@ -445,9 +457,8 @@ class FineTuning:
     def final_results(self):
         """Load the final weights (best validation step, or last), evaluate validation and test."""
         model = self.accelerator.unwrap_model(self.eval_model)
-        best_file = self.output_dir / "best" / "model.safetensors"
-        if self.args.final_weights == "best" and best_file.is_file():
-            model.load_state_dict(load_file(str(best_file)))
+        if self.args.final_weights == "best" and self.best_weights_file.is_file():
+            model.load_state_dict(load_file(str(self.best_weights_file)))
             logger.info("final weights: the best validation accuracy, at step %s", self.best["step"])
         batch = self.hyperparameters()["total_batch_size"]
         runtime = self.train_runtime

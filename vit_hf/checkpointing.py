@@ -61,6 +61,19 @@ def finalize_checkpoint(output_dir: str | Path, step: int, state: dict, keep_las
     return final
 
 
+def snapshot(source: str | Path, target: str | Path) -> None:
+    """Place `source` at `target` without copying bytes where the filesystem allows (a hard link: files here are
+    only ever replaced, never modified in place, so the link keeps the content of the moment)."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # another filesystem, or links unsupported
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
+
+
 def read_state(checkpoint: str | Path) -> dict:
     return json.loads((Path(checkpoint) / STATE_FILE).read_text())
 
