@@ -5,6 +5,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelFor
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing_vit_hf import ViTHFImageProcessor
 from .modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, ViTHFPreTrainedModel
+from .timm_architecture import UnsupportedTimmModelError
+from .timm_weights import from_timm, image_processor_from_timm, to_timm_checkpoint
 
 __version__ = "0.1.0"
 
@@ -26,10 +28,14 @@ AutoImageProcessor.register(
 ViTHFImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
+    "UnsupportedTimmModelError",
     "ViTHFConfig",
     "ViTHFForImageClassification",
     "ViTHFImageProcessor",
     "ViTHFModel",
     "ViTHFPreTrainedModel",
+    "from_timm",
+    "image_processor_from_timm",
     "list_presets",
+    "to_timm_checkpoint",
 ]
