@@ -303,6 +303,13 @@ def test_local_checkpoint_formats(suffix, checkpoint):
     assert_same_outputs(timm_model, model)
 
 
+def test_checkpoint_named_with_a_tag_records_it(checkpoint):
+    path, timm_model = checkpoint("vit_tiny_patch16_224", num_classes=10)
+    model = from_timm("vit_tiny_patch16_224.augreg_in21k", checkpoint_path=path)
+    assert model.config.timm_model == "vit_tiny_patch16_224.augreg_in21k"
+    assert_same_outputs(timm_model, model)
+
+
 def test_training_checkpoint_with_a_state_dict_entry(tmp_path):
     timm_model = random_timm_model("vit_tiny_r_s16_p8_224")
     torch.save({"state_dict": timm_model.state_dict(), "epoch": 3}, tmp_path / "last.pth")
@@ -344,6 +351,8 @@ def test_offline_without_checkpoint_says_how_to_pass_one(monkeypatch, tmp_path):
 def test_bad_arguments_give_clear_errors(tmp_path, checkpoint):
     with pytest.raises(ValueError, match="Did you mean vit_tiny_patch16_224"):
         from_timm("vit_tiny_patch16_22", pretrained=False)
+    with pytest.raises(ValueError, match="no weights tagged 'in1k'.*vit_tiny_patch16_224.augreg_in21k_ft_in1k"):
+        from_timm("vit_tiny_patch16_224.in1k", pretrained=False)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         from_timm("vit_tiny_patch16_224", checkpoint_path=tmp_path / "missing.safetensors")
     (tmp_path / "weights.npz").write_bytes(b"")

@@ -305,6 +305,8 @@ def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
     head = model.head
     if not isinstance(head, (nn.Linear, nn.Identity)):
         problems.append(f"an unknown classifier head ({type(head).__name__})")
+    elif isinstance(head, nn.Linear) and head.bias is None:
+        problems.append("a classifier head without bias")
     return dict(
         pooling=POOLING.get(model.global_pool, "cls"),
         final_norm=has_norm or has_fc_norm,

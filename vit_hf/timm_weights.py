@@ -95,10 +95,7 @@ def load_timm_model(
 ) -> nn.Module:
     """`timm.create_model` in eval mode with weights from the Hub (`pretrained`), a local checkpoint, or random.
     A checkpoint goes through timm's own loading code (its checkpoint filter included), keeping its head size."""
-    if not timm.is_model(model_name):
-        close = difflib.get_close_matches(model_name.split(".")[0], timm.list_models(), n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"Unknown timm model {model_name!r}.{hint}")
+    pretrained_cfg = timm_pretrained_cfg(model_name)
     kwargs = {} if image_size is None else {"img_size": image_size}
     # Weights not downloaded by tag are named by the tag the caller gave, or by the architecture alone.
     tag = model_name.partition(".")[2] or None
@@ -117,7 +114,6 @@ def load_timm_model(
         return timm.create_model(model_name, pretrained=True, **kwargs).eval()
     except OSError as err:  # offline, Hub unreachable, or weights neither cached nor downloadable
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        pretrained_cfg = timm.models.get_pretrained_cfg(model_name)
         hub_id = pretrained_cfg.hf_hub_id if pretrained_cfg else None
         where = f"https://huggingface.co/{hub_id}" if hub_id else "the timm model's pretrained source"
         raise ConnectionError(
@@ -126,6 +122,21 @@ def load_timm_model(
             f"file: from_timm({model_name!r}, checkpoint_path='model.safetensors'), or on the command line "
             f"`python -m vit_hf.convert {model_name} OUT_DIR --checkpoint model.safetensors`."
         ) from None
+
+
+def timm_pretrained_cfg(model_name: str):
+    """timm's pretrained config for `architecture` or `architecture.tag` (None if it has none), with a clear error
+    for an unknown architecture or tag."""
+    architecture, _, tag = model_name.partition(".")
+    if not timm.is_model(architecture):
+        close = difflib.get_close_matches(architecture, timm.list_models(), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown timm model {model_name!r}.{hint}")
+    try:
+        return timm.models.get_pretrained_cfg(model_name)
+    except RuntimeError:  # timm's "Invalid pretrained tag"
+        tags = ", ".join(timm.list_pretrained(f"{architecture}.*")) or "none"
+        raise ValueError(f"timm has no weights tagged {tag!r} for {architecture}; available: {tags}.") from None
 
 
 def read_timm_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -263,9 +274,9 @@ def image_processor_from_timm(
     `timm.data.resolve_data_config({"input_size": (3, size, size)}, model=...)` does)."""
     args = {} if image_size is None else {"input_size": (3, *to_2tuple(image_size))}
     if isinstance(model_name_or_module, str):
-        pretrained_cfg = timm.models.get_pretrained_cfg(model_name_or_module)
+        pretrained_cfg = timm_pretrained_cfg(model_name_or_module)
         if pretrained_cfg is None:
-            raise ValueError(f"timm has no pretrained config for {model_name_or_module!r}; is the name right?")
+            raise ValueError(f"timm has no pretrained config (mean, std, crop) for {model_name_or_module!r}.")
         data_config = resolve_data_config(args, pretrained_cfg=pretrained_cfg.to_dict())
     else:
         data_config = resolve_data_config(args, model=model_name_or_module)
