@@ -97,19 +97,19 @@ def load_timm_model(
     A checkpoint goes through timm's own loading code (its checkpoint filter included), keeping its head size."""
     pretrained_cfg = timm_pretrained_cfg(model_name)
     kwargs = {} if image_size is None else {"img_size": image_size}
-    # Weights not downloaded by tag are named by the tag the caller gave, or by the architecture alone.
-    tag = model_name.partition(".")[2] or None
-    if checkpoint_path is not None:
-        if not pretrained:
+    if not pretrained:
+        if checkpoint_path is not None:
             raise ValueError("pretrained=False means random weights; leave it True to load checkpoint_path.")
+        # Random weights are named by the architecture alone.
+        return timm.create_model(model_name, pretrained=False, pretrained_cfg_overlay=dict(tag=None), **kwargs).eval()
+    if checkpoint_path is not None:
         state_dict = read_timm_checkpoint(checkpoint_path)
         num_classes = state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0
-        overlay = dict(state_dict=state_dict, num_classes=num_classes, tag=tag)
+        # Local weights are named by the tag the caller gave, or by the architecture alone.
+        overlay = dict(state_dict=state_dict, num_classes=num_classes, tag=model_name.partition(".")[2] or None)
         return timm.create_model(
             model_name, pretrained=True, pretrained_cfg_overlay=overlay, num_classes=num_classes, **kwargs
         ).eval()
-    if not pretrained:
-        return timm.create_model(model_name, pretrained=False, pretrained_cfg_overlay=dict(tag=None), **kwargs).eval()
     try:
         return timm.create_model(model_name, pretrained=True, **kwargs).eval()
     except OSError as err:  # offline, Hub unreachable, or weights neither cached nor downloadable
