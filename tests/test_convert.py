@@ -137,3 +137,19 @@ def test_offline_without_checkpoint_is_one_clear_message(tmp_path, caplog, monke
     assert main([NAME, str(tmp_path / "out")]) == 2
     assert "--checkpoint model.safetensors" in caplog.text and "Traceback" not in caplog.text
     assert not (tmp_path / "out").exists()
+
+
+def test_an_inexact_conversion_writes_nothing(checkpoint, tmp_path, caplog, monkeypatch):
+    import vit_hf.convert
+
+    convert_exactly = vit_hf.convert.from_timm
+
+    def off_by_a_little(timm_model, **kwargs):
+        model = convert_exactly(timm_model, **kwargs)
+        model.vit.norm.weight.data.add_(0.01)
+        return model
+
+    monkeypatch.setattr(vit_hf.convert, "from_timm", off_by_a_little)
+    out = tmp_path / "converted"
+    assert main([NAME, str(out), "--checkpoint", str(checkpoint)]) == 3
+    assert "not exact" in caplog.text and not out.exists()

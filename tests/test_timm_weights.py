@@ -295,6 +295,17 @@ def test_round_trip_to_a_timm_checkpoint(name, kwargs, convert, tmp_path):
     assert_same_outputs(reference, model)
 
 
+def test_encoder_only_model_exports_as_a_headless_timm_checkpoint(tmp_path):
+    kwargs = dict(depth=2, img_size=112)
+    encoder = from_timm(random_timm_model("vit_small_patch14_reg4_dinov2", **kwargs)).vit
+    timm_kwargs = to_timm_checkpoint(encoder, tmp_path / "encoder.safetensors")
+    assert timm_kwargs["num_classes"] == 0
+    reference = timm.create_model("vit_small_patch14_reg4_dinov2", **{**kwargs, **timm_kwargs}).eval()
+    x = pixels(112, batch=1)
+    with torch.no_grad():
+        assert max_abs_diff(encoder(x).last_hidden_state, reference.forward_features(x)) <= TOLERANCE
+
+
 # --- local checkpoints, names and errors -----------------------------------------------------------------------
 
 

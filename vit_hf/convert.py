@@ -25,6 +25,7 @@ from .timm_architecture import timm_model_name
 from .timm_weights import from_timm, image_processor_from_timm, load_timm_model
 
 logger = logging.getLogger("vit_hf.convert")
+MAX_DIFFERENCE = 1e-4  # float32 rounding; supported models measure 0.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -54,12 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         timm_model = load_timm_model(args.model_name, checkpoint_path=args.checkpoint, image_size=args.image_size)
         logger.info("Loaded in %.1f s. Converting ...", time.perf_counter() - start)
         model = from_timm(timm_model, num_labels=args.num_labels)
+        processor = image_processor_from_timm(timm_model, image_size=args.image_size)
     except (ConnectionError, FileNotFoundError, ValueError) as err:  # offline, bad path, unsupported model
         logger.error("%s", err)
         return 2
     difference = max_output_difference(timm_model, model)
     logger.info("Max absolute difference to timm's outputs on a random image: %.2e", difference)
-    processor = image_processor_from_timm(timm_model, image_size=args.image_size)
+    if difference > MAX_DIFFERENCE:
+        logger.error("The conversion is not exact (limit %.0e); nothing was written.", MAX_DIFFERENCE)
+        return 3
     write_folder(args.out_dir, model, processor, model_card(args, timm_model, difference))
     logger.info("Wrote %s", args.out_dir)
     if args.push_to_hub:
