@@ -1,9 +1,12 @@
 """vit_hf: Vision Transformers (plain and hybrid) for the Hugging Face stack, with exact timm weights."""
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 
 from .configuration_vit_hf import ViTHFConfig, list_presets
+from .image_processing_vit_hf import ViTHFImageProcessor
 from .modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, ViTHFPreTrainedModel
+from .timm_architecture import UnsupportedTimmModelError
+from .timm_weights import from_timm, image_processor_from_timm, to_timm_checkpoint
 
 __version__ = "0.1.0"
 
@@ -14,11 +17,25 @@ AutoModelForImageClassification.register(ViTHFConfig, ViTHFForImageClassificatio
 ViTHFConfig.register_for_auto_class()
 ViTHFModel.register_for_auto_class("AutoModel")
 ViTHFForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+# The processor of converted timm checkpoints (timm's exact eval transform) loads the same two ways. It exists only
+# as a PIL processor (the one that matches timm bit for bit); it also answers AutoImageProcessor's default
+# "torchvision" request, which would otherwise load it with a warning that torchvision is missing.
+AutoImageProcessor.register(
+    ViTHFConfig,
+    image_processor_classes={"pil": ViTHFImageProcessor, "torchvision": ViTHFImageProcessor},
+    exist_ok=True,
+)
+ViTHFImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 __all__ = [
+    "UnsupportedTimmModelError",
     "ViTHFConfig",
     "ViTHFForImageClassification",
+    "ViTHFImageProcessor",
     "ViTHFModel",
     "ViTHFPreTrainedModel",
+    "from_timm",
+    "image_processor_from_timm",
     "list_presets",
+    "to_timm_checkpoint",
 ]

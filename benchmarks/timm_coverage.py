@@ -1,0 +1,126 @@
+"""How much of timm's ViT family vit_hf converts exactly.
+
+Every model registered in timm's `vision_transformer` and `vision_transformer_hybrid` modules, up to a parameter
+budget, is built with random weights (`pretrained=False`, then randomised so no layer is an identity), converted
+with `vit_hf.from_timm` and run beside timm at its native input size. A model counts as converted when the largest
+absolute logit difference is at most 1e-4 (float32). Models that cannot be converted are listed with the
+architecture features that block them. Support is checked on the meta device first, so only convertible models
+are built with real weights.
+
+    python -m benchmarks.timm_coverage                      # writes benchmarks/results/timm_coverage.md
+    python -m benchmarks.timm_coverage --max-params 100e6   # a quicker partial run
+
+It needs no network: no pretrained weights are downloaded.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import timm
+import torch
+
+from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
+from vit_hf import UnsupportedTimmModelError, from_timm
+from vit_hf.timm_architecture import config_from_timm
+
+MODULES = ("vision_transformer", "vision_transformer_hybrid")
+TOLERANCE = 1e-4
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--max-params", type=float, default=450e6, help="skip larger models (default: 450M)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/timm_coverage.md"))
+    return parser.parse_args()
+
+
+def check_model(name: str, max_params: float) -> dict:
+    """One row of the report: parameters, status (exact / mismatch / blocked / too large), difference, features."""
+    with torch.device("meta"):  # no memory, no initialisation: enough to count and to check support
+        meta_model = timm.create_model(name, pretrained=False)
+    row = dict(name=name, params=sum(p.numel() for p in meta_model.parameters()), features=[], diff=None)
+    if row["params"] > max_params:
+        return dict(row, status="too large")
+    try:
+        config_from_timm(meta_model)
+    except UnsupportedTimmModelError as error:
+        return dict(row, status="blocked", features=error.features)
+    timm_model = random_timm_model(name)
+    model = from_timm(timm_model)
+    x = pixels(timm_model.patch_embed.img_size, batch=1)
+    with torch.no_grad():
+        row["diff"] = max_abs_diff(model(x).logits, timm_model(x))
+    return dict(row, status="exact" if row["diff"] <= TOLERANCE else "mismatch")
+
+
+def feature_category(feature: str) -> str:
+    """'an attention-pool head (global_pool='map', ...)' -> 'an attention-pool head'."""
+    return feature.split(" (")[0].split(":")[0]
+
+
+def report(rows: list[dict], max_params: float, seconds: float) -> str:
+    in_budget = [row for row in rows if row["status"] != "too large"]
+    exact = [row for row in in_budget if row["status"] == "exact"]
+    blocked = [row for row in in_budget if row["status"] == "blocked"]
+    mismatched = [row for row in in_budget if row["status"] == "mismatch"]
+    lines = [
+        "# timm ViT coverage",
+        "",
+        f"timm {timm.__version__}, torch {torch.__version__}; modules {', '.join(MODULES)}; "
+        f"{len(rows)} models, {len(in_budget)} with at most {max_params / 1e6:.0f}M parameters; "
+        f"{seconds / 60:.1f} min.",
+        "",
+        f"**Converted exactly: {len(exact)} / {len(in_budget)}** (max |logit difference| <= {TOLERANCE:g}, float32, "
+        f"random weights, native input size). Mismatches: {len(mismatched)}. Blocked: {len(blocked)}.",
+        "",
+        "## Blocking features",
+        "",
+        "| feature | models |",
+        "|---|---|",
+    ]
+    counts = Counter(category for row in blocked for category in dict.fromkeys(map(feature_category, row["features"])))
+    lines += [f"| {category} | {count} |" for category, count in counts.most_common()]
+    lines += [
+        "",
+        "## Models",
+        "",
+        "| model | params (M) | status | max abs logit diff | blocked by |",
+        "|---|---|---|---|---|",
+    ]
+    for row in in_budget:
+        diff = "" if row["diff"] is None else f"{row['diff']:.1e}"
+        blockers = "; ".join(dict.fromkeys(map(feature_category, row["features"])))
+        lines.append(f"| {row['name']} | {row['params'] / 1e6:.1f} | {row['status']} | {diff} | {blockers} |")
+    too_large = [f"{row['name']} ({row['params'] / 1e6:.0f}M)" for row in rows if row["status"] == "too large"]
+    lines += ["", f"Not built (over {max_params / 1e6:.0f}M parameters): {', '.join(too_large) or 'none'}."]
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(handle, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
+
+
+def main() -> None:
+    args = parse_args()
+    names = sorted({name for module in MODULES for name in timm.list_models(module=module)})
+    start = time.perf_counter()
+    rows = []
+    for index, name in enumerate(names, 1):
+        rows.append(check_model(name, args.max_params))
+        row = rows[-1]
+        detail = f"{row['diff']:.1e}" if row["diff"] is not None else "; ".join(map(feature_category, row["features"]))
+        print(f"[{index}/{len(names)}] {name}: {row['status']} {detail}", flush=True)
+    write_atomically(args.out, report(rows, args.max_params, time.perf_counter() - start))
+    print(f"Wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""ViTHFImageProcessor: timm's evaluation transform as a transformers image processor.
+
+timm evaluates ViTs with torchvision on PIL images: resize (shorter side to size / crop_pct, or both sides in
+"squash" mode), centre crop, scale to [0, 1], normalise. transformers' PIL-backend ViT processor does the same
+resize bit for bit, but places the centre crop one pixel off when the margin is odd and its half rounds up
+(torchvision rounds the offset, transformers floors it): a quarter of ordinary photographs (e.g. 640 x 427). This
+class keeps transformers' processor and rounds the offset as torchvision does, so a converted checkpoint sees
+exactly the pixels timm gives it. It is saved with the model and loads through `AutoImageProcessor`.
+"""
+
+import numpy as np
+from transformers.image_utils import SizeDict
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+
+class ViTHFImageProcessor(ViTImageProcessorPil):
+    r"""
+    transformers' ViT image processor (PIL backend) with torchvision's centre-crop placement, which makes it
+    reproduce timm's eval transform exactly. Build one for a timm checkpoint with `vit_hf.image_processor_from_timm`.
+
+    Example:
+    ```python
+    >>> from vit_hf import ViTHFImageProcessor
+    >>> processor = ViTHFImageProcessor(
+    ...     size={"shortest_edge": 248}, do_center_crop=True, crop_size={"height": 224, "width": 224}, resample=3
+    ... )
+    ```
+    """
+
+    def center_crop(self, image: np.ndarray, size: SizeDict, **kwargs) -> np.ndarray:
+        height, width = image.shape[-2:]  # channels-first inside the PIL backend
+        if size.height > height or size.width > width:
+            return super().center_crop(image, size, **kwargs)  # crops larger than the image pad, as transformers does
+        top = int(round((height - size.height) / 2.0))  # torchvision's rounding (half to even), not floor
+        left = int(round((width - size.width) / 2.0))
+        return image[..., top : top + size.height, left : left + size.width]
+
+
+__all__ = ["ViTHFImageProcessor"]

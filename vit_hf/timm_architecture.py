@@ -1,0 +1,341 @@
+"""Read a ViTHFConfig off a built timm VisionTransformer (plain or hybrid ResNetV2 + ViT).
+
+Everything comes from the model's modules and attributes, never from its name, so custom timm models (other
+depths, widths, pooling...) convert as well as registered ones. Anything that changes the computation and has no
+ViTHFConfig equivalent (an RMSNorm, a SwiGLU MLP, an attention-pool head, a ResNet-D backbone...) is collected and
+reported in one `UnsupportedTimmModelError`, so the conversion is exact or does not happen.
+"""
+
+from timm.layers import (
+    GELU,
+    Attention,
+    GELUTanh,
+    GroupNormAct,
+    HybridEmbed,
+    LayerScale,
+    Mlp,
+    PatchEmbed,
+    QuickGELU,
+)
+from timm.layers import StdConv2dSame as TimmStdConv2dSame
+from timm.layers.pool2d_same import MaxPool2dSame
+from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2
+from timm.models.vision_transformer import Block, VisionTransformer
+from torch import nn
+
+from .configuration_vit_hf import ViTHFConfig, to_2tuple
+
+# timm activation modules and the transformers ACT2FN names computing the same function.
+ACTIVATIONS = {
+    (nn.GELU, "none"): "gelu",
+    (nn.GELU, "tanh"): "gelu_pytorch_tanh",
+    (GELU, None): "gelu",
+    (GELUTanh, None): "gelu_pytorch_tanh",
+    (QuickGELU, None): "quick_gelu",
+    (nn.SiLU, None): "silu",
+    (nn.ReLU, None): "relu",
+}
+# timm's pooling names -> ViTHFConfig.pooling.
+POOLING = {"token": "cls", "avg": "mean", "max": "max", "avgmax": "avgmax"}
+# Blocks, attention and MLP layers timm's ViTs use that vit_hf does not implement, by the feature they stand for.
+UNSUPPORTED_LAYERS = {
+    "ResPostBlock": "post-norm residual blocks (ResPostBlock)",
+    "ParallelScalingBlock": "parallel attention + MLP blocks (ParallelScalingBlock)",
+    "DiffParallelScalingBlock": "parallel blocks with differential attention (DiffParallelScalingBlock)",
+    "ParallelThingsBlock": "parallel attention + MLP branches (ParallelThingsBlock)",
+    "DiffAttention": "differential attention (DiffAttention)",
+    "SwiGLU": "SwiGLU MLP (SwiGLU)",
+    "SwiGLUPacked": "SwiGLU MLP (SwiGLUPacked)",
+    "GluMlp": "gated MLP (GluMlp)",
+    "RmsNorm": "RMSNorm layers (RmsNorm)",
+    "FeatureListNet": "a ResNet backbone other than BiT's ResNetV2 (e.g. the ResNet-D of vit_*_resnet*d_*)",
+    "ResNet": "a ResNet backbone other than BiT's ResNetV2 (e.g. ResNet-D)",
+    "ConvStem": "a convolutional-stem backbone (ConvStem, MobileCLIP)",
+}
+
+
+class UnsupportedTimmModelError(ValueError):
+    """The timm model uses architecture features vit_hf does not implement; `features` lists them."""
+
+    def __init__(self, model_name: str, features: list[str]):
+        self.features = features
+        listing = "".join(f"\n  - {feature}" for feature in features)
+        super().__init__(f"timm model {model_name!r} cannot be converted exactly; vit_hf does not support:{listing}")
+
+
+def timm_model_name(model: nn.Module) -> str | None:
+    """`architecture.tag` from the model's pretrained config (e.g. `vit_base_patch16_224.augreg2_in21k_ft_in1k`)."""
+    cfg = getattr(model, "pretrained_cfg", None) or {}
+    architecture, tag = cfg.get("architecture"), cfg.get("tag")
+    if architecture is None:
+        return None
+    return f"{architecture}.{tag}" if tag else architecture
+
+
+def timm_grid_size(model: VisionTransformer) -> tuple[int, int]:
+    """The token grid of the timm model's position embeddings."""
+    return tuple(model.patch_embed.grid_size)
+
+
+def config_from_timm(model: nn.Module, image_size: int | tuple[int, int] | None = None, **kwargs) -> ViTHFConfig:
+    """The ViTHFConfig of a built timm VisionTransformer. `image_size` overrides the timm model's input size (the
+    position embeddings are then resampled at conversion); other keyword arguments are passed to ViTHFConfig
+    (e.g. `num_labels`). Raises UnsupportedTimmModelError naming every feature that has no equivalent."""
+    name = timm_model_name(model) or type(model).__name__
+    if type(model) is not VisionTransformer:
+        raise UnsupportedTimmModelError(
+            name, [f"model class {type(model).__name__} (vit_hf converts timm's VisionTransformer)"]
+        )
+    problems: list[str] = []
+    fields = _embedding_fields(model, image_size, problems)
+    fields.update(_block_fields(model, problems))
+    fields.update(_head_fields(model, problems))
+    layer_norm_eps = _layer_norm_eps(model, problems)
+    if problems:
+        raise UnsupportedTimmModelError(name, list(dict.fromkeys(problems)))  # each feature once, in order
+    return ViTHFConfig(**fields, layer_norm_eps=layer_norm_eps, **kwargs)
+
+
+def _is_identity(module: nn.Module | None) -> bool:
+    return module is None or isinstance(module, nn.Identity)
+
+
+def _embedding_fields(model: VisionTransformer, image_size, problems: list[str]) -> dict:
+    patch_embed = model.patch_embed
+    fields = {}
+    if type(patch_embed) is HybridEmbed:
+        if not isinstance(patch_embed.proj, nn.Conv2d):
+            problems.append("a hybrid embedding without projection (HybridEmbed proj=False)")
+        fields.update(_backbone_fields(patch_embed.backbone, problems))
+        token_stride = patch_embed.feat_ratio(as_scalar=False)
+        if fields.get("backbone_depths") is not None:
+            expected = 4 * 2 ** max(len(fields["backbone_depths"]) - 1, 0) * patch_embed.patch_size[0]
+            if token_stride != (expected, expected):
+                problems.append(f"a dilated ResNetV2 backbone (token stride {token_stride}, output_stride < 32)")
+    elif type(patch_embed) is PatchEmbed:
+        fields["num_channels"] = patch_embed.proj.in_channels
+        token_stride = patch_embed.patch_size
+        if not _is_identity(patch_embed.norm):
+            problems.append(f"a norm after the patch embedding ({type(patch_embed.norm).__name__})")
+    else:
+        problems.append(f"an unknown patch embedding ({type(patch_embed).__name__})")
+        return fields
+    if patch_embed.patch_size[0] != patch_embed.patch_size[1]:
+        problems.append(f"non-square patches ({patch_embed.patch_size})")
+    if patch_embed.dynamic_img_pad:
+        problems.append("padding of images that are not a multiple of the patch size (dynamic_img_pad=True)")
+    if not _is_identity(model.patch_drop):
+        problems.append("patch dropout (patch_drop_rate > 0)")
+
+    height, width = to_2tuple(patch_embed.img_size if image_size is None else image_size)
+    if height % token_stride[0] or width % token_stride[1]:
+        stride = token_stride[0]
+        lower, upper = height // stride * stride, (height // stride + 1) * stride
+        problems.append(
+            f"an input size that is not a multiple of the patch stride ({height}x{width} px, {stride} px stride; timm "
+            f"drops the last pixel rows and columns, vit_hf needs whole patches): convert with image_size={lower} or "
+            f"{upper}"
+        )
+    proj = patch_embed.proj
+    fields.update(
+        image_size=height if height == width else [height, width],
+        patch_size=patch_embed.patch_size[0],
+        patch_embed_bias=isinstance(proj, nn.Conv2d) and proj.bias is not None,
+        hidden_size=model.embed_dim,
+        class_token=model.cls_token is not None,
+        num_register_tokens=model.num_reg_tokens,
+        use_pos_embed=model.pos_embed is not None,
+        no_embed_class=model.pos_embed is not None and model.no_embed_class,
+        pre_norm=not _is_identity(model.norm_pre),
+    )
+    return fields
+
+
+def _backbone_fields(backbone: nn.Module, problems: list[str]) -> dict:
+    """ViTHFConfig backbone fields of a BiT ResNetV2 (or its stem alone), checking every layer matches vit_hf's."""
+    stem_names = ["conv", "norm", "pool"]
+    if type(backbone) is ResNetV2:
+        stem, stages = backbone.stem, list(backbone.stages)
+        if not _is_identity(backbone.norm):
+            problems.append("a pre-activation ResNetV2 backbone (preact=True)")
+    elif type(backbone) is nn.Sequential and [name for name, _ in backbone.named_children()] == stem_names:
+        stem, stages = backbone, []  # timm's stem-only hybrid (vit_tiny_r_s16_p8_*)
+    else:
+        kind = type(backbone).__name__
+        problems.append(UNSUPPORTED_LAYERS.get(kind, f"a {kind} backbone (vit_hf implements BiT's ResNetV2)"))
+        return {}
+    if [name for name, _ in stem.named_children()] != stem_names:
+        problems.append("a ResNetV2 stem other than 7x7 conv + norm + max pool (e.g. a deep stem)")
+        return {}
+    _check_backbone_layers(backbone, problems)
+    if type(stem.pool) is not MaxPool2dSame or stem.pool.kernel_size != (3, 3) or stem.pool.stride != (2, 2):
+        problems.append("a ResNetV2 stem pool other than a 3x3 stride-2 'SAME' max pool")
+    if stem.conv.kernel_size != (7, 7) or stem.conv.stride != (2, 2):
+        problems.append("a ResNetV2 stem convolution other than 7x7 stride 2")
+    width_factor = stages[0].blocks[0].conv3.out_channels // 256 if stages else 1
+    activations = [(stem.norm, True)]
+    for index, stage in enumerate(stages):
+        if stage.blocks[0].conv3.out_channels != 256 * 2**index * width_factor:
+            problems.append("ResNetV2 stage widths other than (256, 512, 1024, 2048) x width factor")
+        for number, block in enumerate(stage.blocks):
+            if type(block) is not Bottleneck:
+                problems.append(
+                    f"ResNetV2 blocks of type {type(block).__name__} (vit_hf has post-activation Bottleneck)"
+                )
+                continue
+            if block.conv1.out_channels * 4 != block.conv3.out_channels:
+                problems.append("a ResNetV2 bottleneck ratio other than 1/4")
+            if (type(block.downsample) is DownsampleConv) != (number == 0) or not _is_identity(block.drop_path):
+                problems.append("ResNetV2 blocks with other shortcuts (avg_down) or stochastic depth")
+            if not isinstance(block.act3, nn.ReLU):
+                problems.append(f"backbone activation {type(block.act3).__name__} (vit_hf: ReLU)")
+            activations += [(block.norm1, True), (block.norm2, True), (block.norm3, False)]
+            if block.downsample is not None:
+                activations.append((block.downsample.norm, False))
+    if any(isinstance(norm.act, nn.ReLU) != relu for norm, relu in activations if type(norm) is GroupNormAct):
+        problems.append("ResNetV2 norm activations other than ReLU after the first two convolutions of a block")
+    return dict(
+        num_channels=stem.conv.in_channels,
+        backbone_depths=[len(stage.blocks) for stage in stages],
+        backbone_stem_channels=stem.conv.out_channels // width_factor,
+        backbone_width_factor=width_factor,
+    )
+
+
+def _check_backbone_layers(backbone: nn.Module, problems: list[str]) -> None:
+    """vit_hf's backbone holds weights only in weight-standardised 'SAME' convolutions (eps 1e-8, no bias) and in
+    GroupNorm(32 groups, eps 1e-5) layers followed by ReLU or nothing."""
+    for module in backbone.modules():
+        if next(module.parameters(recurse=False), None) is None:
+            continue
+        kind = type(module).__name__
+        if type(module) is TimmStdConv2dSame:
+            if module.eps != 1e-8 or module.bias is not None or module.dilation != (1, 1) or module.groups != 1:
+                problems.append(
+                    "backbone convolutions with bias, dilation, groups or a weight-standardisation eps != 1e-8"
+                )
+        elif type(module) is GroupNormAct:
+            if (module.num_groups, module.eps) != (32, 1e-5) or not _is_identity(module.drop):
+                problems.append("backbone GroupNorms other than 32 groups with eps 1e-5")
+            if not isinstance(module.act, (nn.ReLU, nn.Identity)):
+                problems.append(f"backbone activation {type(module.act).__name__} (vit_hf: ReLU)")
+        else:
+            problems.append(f"backbone layers of type {kind} (vit_hf: StdConv2dSame and GroupNorm)")
+
+
+def _block_fields(model: VisionTransformer, problems: list[str]) -> dict:
+    """Transformer-block fields, equal in every block (vit_hf blocks share one configuration)."""
+    per_block = [_one_block_fields(block, model.embed_dim, problems) for block in model.blocks]
+    if any(fields is None for fields in per_block):
+        return {}
+    if any(fields != per_block[0] for fields in per_block):
+        problems.append("blocks that differ from each other (heads, widths, activations, biases or layer scale)")
+        return {}
+    fields = dict(per_block[0]) if per_block else {}
+    drop_path = model.blocks[-1].drop_path1 if len(model.blocks) else None
+    fields.update(
+        num_hidden_layers=len(model.blocks),
+        drop_path_rate=0.0 if _is_identity(drop_path) else drop_path.drop_prob,
+    )
+    if model.pos_drop.p != fields.get("hidden_dropout_prob", 0.0):
+        problems.append("a position-embedding dropout different from the projection dropout")
+    return fields
+
+
+def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict | None:
+    kind = type(block).__name__
+    if type(block) is not Block:
+        problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown transformer blocks ({kind})"))
+        return None
+    attn, mlp = block.attn, block.mlp
+    wrong_layers = [
+        (layer, role)
+        for layer, kind, role in ((attn, Attention, "attention"), (mlp, Mlp, "MLP"))
+        if type(layer) is not kind
+    ]
+    for layer, role in wrong_layers:
+        kind = type(layer).__name__
+        problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown {role} layers ({kind})"))
+    if wrong_layers:
+        return None
+    if attn.attn_dim != dim or attn.proj.out_features != dim:
+        problems.append("an attention width different from the model width (attn_head_dim / dim_out)")
+    if attn.gate is not None:
+        problems.append("gated attention (gated=True)")
+    if not _is_identity(attn.norm):
+        problems.append("a norm on the attention output (scale_attn_norm=True)")
+    if not _is_identity(mlp.norm):
+        problems.append("a norm inside the MLP (scale_mlp_norm=True)")
+    if attn.proj.bias is None or mlp.fc1.bias is None or mlp.fc2.bias is None:
+        problems.append("attention / MLP projections without bias (proj_bias=False)")
+    if not (_is_identity(block.drop_path1) or block.drop_path1.drop_prob == block.drop_path2.drop_prob):
+        problems.append("different stochastic depth rates for the attention and MLP branches")
+    act = mlp.act
+    hidden_act = ACTIVATIONS.get((type(act), getattr(act, "approximate", None)))
+    if hidden_act is None:
+        problems.append(f"an MLP activation without a transformers equivalent ({act!r})")
+    scales = [block.ls1, block.ls2]
+    if any(not _is_identity(scale) and type(scale) is not LayerScale for scale in scales):
+        problems.append(f"an unknown layer scale ({type(block.ls1).__name__})")
+    elif _is_identity(block.ls1) != _is_identity(block.ls2):
+        problems.append("layer scale on one residual branch only")
+    dropouts = {mlp.drop1.p, mlp.drop2.p, attn.proj_drop.p}
+    if len(dropouts) > 1:
+        problems.append("different dropout rates after the attention and in the MLP")
+    return dict(
+        num_attention_heads=attn.num_heads,
+        intermediate_size=mlp.fc1.out_features,
+        hidden_act=hidden_act,
+        qkv_bias=attn.qkv.bias is not None,
+        qk_norm=not _is_identity(attn.q_norm),
+        layer_scale_init_value=None if _is_identity(block.ls1) else float(block.ls1.init_values),
+        hidden_dropout_prob=attn.proj_drop.p,
+        attention_probs_dropout_prob=attn.attn_drop.p,
+    )
+
+
+def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
+    if model.attn_pool is not None:
+        problems.append(f"an attention-pool head (global_pool={model.global_pool!r}, {type(model.attn_pool).__name__})")
+    elif model.global_pool not in POOLING:
+        problems.append(f"no pooling (global_pool={model.global_pool!r}: a head on every token)")
+    if model.pool_include_prefix:
+        problems.append("pooling that includes the class / register tokens (pool_include_prefix=True)")
+    has_norm, has_fc_norm = not _is_identity(model.norm), not _is_identity(model.fc_norm)
+    head = model.head
+    if not isinstance(head, (nn.Linear, nn.Identity)):
+        problems.append(f"an unknown classifier head ({type(head).__name__})")
+    elif isinstance(head, nn.Linear) and head.bias is None:
+        problems.append("a classifier head without bias")
+    return dict(
+        pooling=POOLING.get(model.global_pool, "cls"),
+        final_norm=has_norm or has_fc_norm,
+        fc_norm=has_fc_norm,
+        classifier_dropout_prob=model.head_drop.p,
+    )
+
+
+def _layer_norm_eps(model: VisionTransformer, problems: list[str]) -> float:
+    """The one LayerNorm eps of the transformer (vit_hf uses a single `layer_norm_eps`)."""
+    norms = [model.norm_pre, model.norm, model.fc_norm]
+    for block in model.blocks:
+        norms += [getattr(block, name, None) for name in ("norm1", "norm2")]
+        attn = getattr(block, "attn", None)
+        norms += [getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)]
+    eps = set()
+    for norm in norms:
+        if _is_identity(norm):
+            continue
+        kind = type(norm).__name__
+        if not isinstance(norm, nn.LayerNorm):
+            problems.append(UNSUPPORTED_LAYERS.get(kind, f"{kind} normalisation layers (vit_hf uses LayerNorm)"))
+        elif not norm.elementwise_affine or norm.bias is None:
+            problems.append("LayerNorms without a learned scale and bias")
+        else:
+            eps.add(norm.eps)
+    if len(eps) > 1:
+        problems.append(f"LayerNorms with different eps values ({sorted(eps)})")
+    return eps.pop() if len(eps) == 1 else 1e-6
+
+
+__all__ = ["UnsupportedTimmModelError", "config_from_timm", "timm_grid_size", "timm_model_name"]
