@@ -8,6 +8,7 @@ lists every flag. The output folder holds the model (`save_pretrained`, code inc
 card, `all_results.json`, training curves and a confusion matrix; checkpoints go to `checkpoint-<step>` inside it.
 """
 
+import dataclasses
 import json
 import logging
 import math
@@ -36,6 +37,7 @@ from vit_hf.checkpointing import (
 )
 from vit_hf.data import ImageClassificationData, load_image_classification
 from vit_hf.hub import check_hub_access, push_folder
+from vit_hf.image_processing import make_image_processor
 from vit_hf.metrics import ClassificationMetrics
 from vit_hf.model_card import build_model_card
 from vit_hf.model_loading import load_model_for_finetuning
@@ -232,7 +234,12 @@ class FineTuning:
 
     def _build_data_pipeline(self) -> None:
         data_args, args, data = self.data_args, self.args, self.data
-        self.normalization = Normalization.from_image_processor(self.processor)
+        # The source's normalisation and resize kernel, at the training size with the evaluation crop chosen here.
+        source = Normalization.from_image_processor(self.processor)
+        self.normalization = dataclasses.replace(source, crop_pct=data_args.eval_crop_pct)
+        self.processor = make_image_processor(
+            self.image_size, source.mean, source.std, data_args.eval_crop_pct, source.interpolation
+        )
         augmentation = Augmentation(
             scale=(data_args.crop_scale_min, 1.0),
             hflip=data_args.hflip,

@@ -56,6 +56,13 @@ class DataArguments:
         },
     )
     crop_scale_min: float = field(default=0.08, metadata={"help": "Random resized crop: smallest area fraction."})
+    eval_crop_pct: float = field(
+        default=1.0,
+        metadata={
+            "help": "Evaluation: resize the short side to size / eval_crop_pct, centre-crop size. 1.0 keeps the whole "
+            "short side (the ViT paper's fine-tuning evaluation); timm's ImageNet checkpoints use 0.875-0.9."
+        },
+    )
     hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
     auto_augment: str | None = field(default=None, metadata={"help": "randaugment, trivialaugment or none."})
     random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability."})
@@ -161,6 +168,8 @@ def _validate(model_args: ModelArguments, data_args: DataArguments, args: Traini
     for name, value in (("label_smoothing", args.label_smoothing), ("hflip", data_args.hflip)):
         if not 0.0 <= value < 1.0 or (name == "hflip" and value > 1.0):
             raise ValueError(f"--{name} must be in [0, 1), got {value}.")
+    if not 0.0 < data_args.eval_crop_pct <= 1.0:
+        raise ValueError(f"--eval_crop_pct must be in (0, 1], got {data_args.eval_crop_pct}.")
     if not 0.0 < data_args.crop_scale_min <= 1.0:
         raise ValueError(f"--crop_scale_min must be in (0, 1], got {data_args.crop_scale_min}.")
     if not 0.0 < data_args.validation_fraction < 1.0:

@@ -22,7 +22,8 @@ def is_timm_model_name(name: str) -> bool:
 
 def load_model_for_finetuning(model_args, id2label: dict[int, str]):
     """(model, image_processor, base_model) for `--model`, with a fresh head of len(id2label) outputs unless the
-    loaded head already has exactly these labels."""
+    loaded head already has exactly these labels. The processor is the source's (its normalisation and resize
+    kernel); its size may differ from the model's new one."""
     name, image_size = model_args.model, model_args.image_size
     label2id = {label: index for index, label in id2label.items()}
     overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
@@ -45,13 +46,18 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         from .timm_weights import from_timm, image_processor_from_timm
 
         timm_name = name.removeprefix("hf-hub:").removeprefix("timm/")
-        model = from_timm(
-            timm_name,
-            checkpoint_path=model_args.checkpoint_path,
-            image_size=image_size,
-            num_labels=len(id2label),
-            id2label=id2label,
-        )
+        try:
+            model = from_timm(
+                timm_name,
+                checkpoint_path=model_args.checkpoint_path,
+                image_size=image_size,
+                num_labels=len(id2label),
+                id2label=id2label,
+            )
+        except ConnectionError as error:
+            raise ConnectionError(
+                f"{error}\nWith the recipe, pass the downloaded file as --checkpoint_path model.safetensors."
+            ) from None
         model.set_attn_implementation(model_args.attn_implementation)
         return model, image_processor_from_timm(timm_name, image_size=image_size), f"timm/{timm_name}"
     if model_args.checkpoint_path:
@@ -67,5 +73,4 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
     processor = AutoImageProcessor.from_pretrained(name)
     if image_size and image_size != model.config.image_size:
         model.set_image_size(image_size)
-        processor = make_image_processor(image_size, processor.image_mean, processor.image_std)
     return model, processor, name
