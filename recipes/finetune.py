@@ -36,7 +36,7 @@ from vit_hf.checkpointing import (
     write_json_atomic,
 )
 from vit_hf.data import ImageClassificationData, load_image_classification
-from vit_hf.hub import check_hub_access, push_folder
+from vit_hf.hub import check_hub_access, push_folder, upload_or_explain
 from vit_hf.image_processing import make_image_processor
 from vit_hf.metrics import ClassificationMetrics
 from vit_hf.model_card import build_model_card
@@ -520,26 +520,6 @@ class FineTuning:
             path.replace(self.output_dir / path.name)
         tmp.rmdir()
 
-    def push(self) -> bool:
-        try:
-            push_folder(
-                self.output_dir, self.repo_id, private=self.args.hub_private_repo, commit_message="End of training"
-            )
-        except Exception as error:  # the local output is complete: say how to upload it later
-            logger.error(
-                "Upload to %s failed (%s: %s). The trained model is complete in %s; upload it later with "
-                "`hf upload %s %s`.",
-                self.repo_id,
-                type(error).__name__,
-                error,
-                self.output_dir,
-                self.repo_id,
-                self.output_dir,
-            )
-            return False
-        logger.info("pushed %s to https://huggingface.co/%s", self.output_dir, self.repo_id)
-        return True
-
     def finish(self) -> None:
         # Every process reaches the barrier before the process group goes away: a process that tears gloo down
         # while another still talks to it aborts at exit.
@@ -566,7 +546,9 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
     if run.accelerator.is_main_process:
         run.write_outputs(model, results, confusion)
         if run.repo_id:
-            pushed = run.push()
+            pushed = upload_or_explain(
+                run.output_dir, run.repo_id, commit_message="End of training", private=args.hub_private_repo
+            )
     run.finish()
     return 0 if pushed else 1
 

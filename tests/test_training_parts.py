@@ -20,7 +20,7 @@ from vit_hf.checkpointing import (
     resolve_resume_path,
     temporary_checkpoint_dir,
 )
-from vit_hf.hub import HubPushError, check_hub_access, files_to_push, push_folder
+from vit_hf.hub import HubPushError, check_hub_access, files_to_push, push_folder, upload_or_explain
 from vit_hf.metrics import ClassificationMetrics
 from vit_hf.model_card import build_model_card
 from vit_hf.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
@@ -268,3 +268,13 @@ def test_hub_check_fails_fast_offline():
         check_hub_access("me/model")
     with pytest.raises(HubPushError, match="--hub_model_id"):
         check_hub_access(None)
+
+
+def test_failed_final_upload_keeps_the_folder_and_says_how_to_upload(tmp_path, caplog):
+    (tmp_path / "model.safetensors").write_text("x")
+    with mock.patch("vit_hf.hub.HfApi") as api_class:
+        api_class.return_value.upload_folder.side_effect = ConnectionError("network is unreachable")
+        with caplog.at_level("ERROR"):
+            assert upload_or_explain(tmp_path, "me/model", commit_message="End of training") is False
+    assert (tmp_path / "model.safetensors").exists()
+    assert f"hf upload me/model {tmp_path}" in caplog.text and "network is unreachable" in caplog.text

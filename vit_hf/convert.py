@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-from huggingface_hub import HfApi
 from torch import nn
 
+from .hub import upload_or_explain
 from .modeling_vit_hf import ViTHFForImageClassification
 from .timm_architecture import timm_model_name
 from .timm_weights import from_timm, image_processor_from_timm, load_timm_model
@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     write_folder(args.out_dir, model, processor, model_card(args, timm_model, difference))
     logger.info("Wrote %s", args.out_dir)
     if args.push_to_hub:
-        return push_folder(args.out_dir, args.push_to_hub, args.model_name)
+        message = f"Add {args.model_name} converted by vit_hf"
+        return 0 if upload_or_explain(args.out_dir, args.push_to_hub, commit_message=message) else 1
     return 0
 
 
@@ -133,27 +134,6 @@ def write_folder(out_dir: Path, model, processor, card: str) -> None:
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-
-
-def push_folder(out_dir: Path, repo_id: str, model_name: str) -> int:
-    logger.info("Pushing %s to https://huggingface.co/%s ...", out_dir, repo_id)
-    try:
-        api = HfApi()
-        api.create_repo(repo_id, exist_ok=True)
-        api.upload_folder(repo_id=repo_id, folder_path=out_dir, commit_message=f"Add {model_name} converted by vit_hf")
-    except Exception as err:  # offline, no network, no token, no permission: all reported alike
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        logger.error(
-            "Could not push to the Hub: %s\nThe converted model is saved in %s; upload it later with "
-            "`hf upload %s %s`.",
-            reason,
-            out_dir,
-            repo_id,
-            out_dir,
-        )
-        return 1
-    logger.info("Pushed to https://huggingface.co/%s", repo_id)
-    return 0
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 token, the exact list of files that would be sent, and the upload itself."""
 
 import fnmatch
+import logging
 from pathlib import Path
 
 from huggingface_hub import HfApi
 
+logger = logging.getLogger(__name__)
 # Training-only state stays local: checkpoints (pushed separately on request), hidden temporaries, logs.
 IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", ".*", ".*/**", "runs/**", "best/**", "*.tmp"]
 
@@ -62,3 +64,25 @@ def push_folder(
         ignore_patterns=None if path_in_repo else IGNORE_PATTERNS,
         run_as_future=run_as_future,
     )
+
+
+def upload_or_explain(
+    folder: str | Path, repo_id: str, *, commit_message: str, private: bool | None = None, token: str | None = None
+) -> bool:
+    """The final upload of a finished folder. On failure (offline, no token, no permission) the folder is complete
+    on disk, so log why and the command that uploads it later, and return False instead of raising."""
+    logger.info("pushing %s to https://huggingface.co/%s", folder, repo_id)
+    try:
+        push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message)
+    except Exception as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        logger.error(
+            "Could not push to the Hub (%s). The model is complete in %s; upload it later with `hf upload %s %s`.",
+            reason,
+            folder,
+            repo_id,
+            folder,
+        )
+        return False
+    logger.info("pushed to https://huggingface.co/%s", repo_id)
+    return True
