@@ -44,8 +44,9 @@ def gradients(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor) -> d
 
 
 def check_model(spec: ModelSpec, device: torch.device, batch_size: int) -> list[Check]:
-    timm_model = make_timm(spec, num_classes=10).to(device).eval()
-    ours = vit_hf_from_timm(timm_model, spec).to(device).eval()
+    with device:
+        timm_model = make_timm(spec, num_classes=10).eval()
+        ours = vit_hf_from_timm(timm_model, spec).eval()
     generator = torch.Generator(device=device).manual_seed(0)
     pixels = torch.randn(batch_size, 3, spec.image_size, spec.image_size, device=device, generator=generator)
     labels = torch.randint(0, 10, (batch_size,), device=device, generator=generator)

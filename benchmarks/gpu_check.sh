@@ -88,19 +88,28 @@ EOF
 
 check_environment() {
     "$python" - "$smoke" <<'EOF'
-import sys
 import importlib
+import sys
 
-for name in ("torch", "torchvision", "transformers", "timm", "accelerate", "datasets", "safetensors", "vit_hf"):
-    module = importlib.import_module(name)
-    print(f"{name:14s} {getattr(module, '__version__', '?')}")
+# What the checks and benchmarks import, then what only the fine-tuning recipe needs.
+required = ("torch", "torchvision", "transformers", "timm", "accelerate", "safetensors", "vit_hf")
+for_finetune = ("datasets", "evaluate", "matplotlib", "sklearn", "yaml")
+missing = []
+for name in required + for_finetune:
+    try:
+        print(f"{name:14s} {getattr(importlib.import_module(name), '__version__', '?')}")
+    except ImportError as error:
+        print(f"{name:14s} MISSING ({error})")
+        missing.append(name)
 import torch
 
-print("python", sys.version.split()[0], "| cuda available:", torch.cuda.is_available(), "| torch cuda:", torch.version.cuda)
+print("python", sys.version.split()[0], "| torch cuda:", torch.version.cuda, "| cuda available:", torch.cuda.is_available())
 if torch.cuda.is_available():
     print("device:", torch.cuda.get_device_name(), "| capability:", torch.cuda.get_device_capability())
 elif sys.argv[1] == "0":
     sys.exit("torch sees no CUDA device: this check needs a GPU (or use --cpu-smoke).")
+if missing:
+    sys.exit(f"missing packages: {missing}. Pass a WHEELS_DIR holding them (see benchmarks/README.md).")
 EOF
     if command -v nvidia-smi >/dev/null; then nvidia-smi; fi
 }

@@ -208,7 +208,8 @@ class PeerBench:
         self.spec, self.batch_size, self.settings = spec, batch_size, settings
         device = settings.device
         torch._dynamo.reset()  # graphs compiled for the previous model would count against the recompile limit
-        models = {name: model.to(device) for name, model in build_peers(spec).items()}
+        with device:  # initialise the weights where they will live (much faster on a GPU than on its host)
+            models = build_peers(spec)
         check_same_logits(models, spec, device)
         models = {name: model for name, model in models.items() if name in settings.implementations}
         self.models = models

@@ -118,7 +118,8 @@ def transformers_from_timm(timm_model: nn.Module, spec: ModelSpec) -> ViTForImag
 
 
 def build_peers(spec: ModelSpec, num_classes: int = 1000, seed: int = 0) -> dict[str, nn.Module]:
-    """{"vit_hf": ..., "timm": ..., "transformers": ...} (no transformers for hybrids), all on CPU in float32."""
+    """{"vit_hf": ..., "timm": ..., "transformers": ...} (no transformers for hybrids) in float32, built on the
+    default device (`with torch.device(...)` to build elsewhere)."""
     timm_model = make_timm(spec, num_classes, seed)
     models = {"vit_hf": vit_hf_from_timm(timm_model, spec), "timm": timm_model}
     if not spec.is_hybrid:
