@@ -109,8 +109,13 @@ class ViTHFAttention(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, channels = hidden_states.shape
-        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, N, head_dim)
+        # Split the fused projection along its last dimension and view the heads in place: the gradients of the
+        # three parts then join with a single concatenation in backward, where reshape/permute/unbind costs a stack
+        # plus a copy of the whole (B, N, 3C) gradient.
+        query, key, value = (
+            part.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
+            for part in self.qkv(hidden_states).split(channels, dim=-1)
+        )
         query, key = self.q_norm(query), self.k_norm(key)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward

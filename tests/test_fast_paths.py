@@ -1,3 +1,5 @@
+from collections import Counter
+
 import pytest
 import torch
 import torch._dynamo
@@ -31,3 +33,16 @@ def test_inference_with_resampled_positions_compiles_as_one_graph():
     with torch.inference_mode():
         explanation = torch._dynamo.explain(model)(torch.randn(1, 3, 48, 40), interpolate_pos_encoding=True)
     assert explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_qkv_gradient_is_assembled_with_a_single_copy():
+    """The three attention inputs are views of the fused projection's output, so backward joins their gradients
+    with one concatenation (reshape/permute/unbind would cost a stack plus a copy of the whole gradient)."""
+    config = tiny_config()
+    attention = ViTHFForImageClassification(config).vit.blocks[0].attn
+    hidden_states = torch.randn(2, 65, config.hidden_size, requires_grad=True)
+    output, _ = attention(hidden_states)
+    with torch.profiler.profile() as profiler:
+        output.backward(torch.randn_like(output))
+    ops = Counter(event.name for event in profiler.events())
+    assert (ops["aten::cat"], ops["aten::stack"], ops["aten::clone"], ops["aten::copy_"]) == (1, 0, 0, 0)
