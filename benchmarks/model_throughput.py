@@ -328,13 +328,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps after the first")
     parser.add_argument("--steps", type=int, help="steps per timed repeat (default: 2 on CPU, 10 on CUDA)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads for torch (default: all); 1 is steadier on a machine others load"
+    )
     parser.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: bf16 dense peak by name)")
     parser.add_argument("--output", action="append", default=[], type=Path, help="write the table (.md) or .json")
     args = parser.parse_args(argv)
     for path in args.output:
         if path.suffix not in (".md", ".json"):
             parser.error(f"--output {path}: use a .md (table) or .json (all figures) file name.")
-    for name, value in (("--batch-size", args.batch_size), ("--steps", args.steps), ("--repeats", args.repeats)):
+    counts = {
+        "--batch-size": args.batch_size,
+        "--steps": args.steps,
+        "--repeats": args.repeats,
+        "--threads": args.threads,
+    }
+    for name, value in counts.items():
         if value is not None and value < 1:
             parser.error(f"{name} must be at least 1, got {value}.")
     if "vit_hf" not in args.implementations:
@@ -353,6 +362,8 @@ def main(argv: list[str] | None = None) -> list[Result]:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is visible to torch. Run on a GPU machine or use --device cpu.")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     on_cuda = device.type == "cuda"
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # the patch and ResNet convolutions pick their fastest algorithm
