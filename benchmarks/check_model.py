@@ -1,7 +1,8 @@
 """Correctness of vit_hf on a device, against timm with the same weights.
 
-For each model: logits equal to timm's in float32 and under bf16 autocast, parameter gradients equal in float32,
-and (CUDA) no host synchronisation anywhere in a training step's forward, loss and backward.
+For each model: logits equal to timm's in float32 and as close to them under bf16 autocast as timm's own bf16 logits,
+parameter gradients equal in float32, and (CUDA) no host synchronisation in a training step's forward, loss and
+backward.
 
     python -m benchmarks.check_model --device cuda --output check_model.json
     python -m benchmarks.check_model --device cpu --models vit_tiny_patch16_224
@@ -23,8 +24,9 @@ from benchmarks.peers import ModelSpec, exact_float32, get_spec, logits_of, make
 CUDA_MODELS = ["vit_base_patch16_224", "vit_base_r50_s16_384"]
 CPU_MODELS = ["vit_small_patch16_224", "vit_small_r26_s32_224"]
 FP32_TOLERANCE = 1e-4  # absolute, on logits of order 1
-# Both models run the same bf16 kernels, so they agree far better than bf16 agrees with float32 (~1e-2 here).
-BF16_TOLERANCE = 2e-2
+# bf16 logits may differ from timm's where the attention kernels differ (CPU), but must be as close to the float32
+# logits as timm's are: the ratio of the two errors was 0.8-1.1 on CPU and is 1 where the kernels are the same.
+BF16_ERROR_RATIO = 1.5
 GRADIENT_TOLERANCE = 1e-4  # relative to the largest gradient entry
 
 
@@ -61,9 +63,9 @@ def check_model(spec: ModelSpec, device: torch.device, batch_size: int) -> list[
             fp32_difference = (logits_of(ours, pixels) - reference).abs().max().item()
         record("fp32 logits max abs diff", fp32_difference, FP32_TOLERANCE)
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            ours_bf16 = logits_of(ours, pixels).float()
-            timm_bf16 = logits_of(timm_model, pixels).float()
-        record("bf16 logits max abs diff", (ours_bf16 - timm_bf16).abs().max().item(), BF16_TOLERANCE)
+            our_error = (logits_of(ours, pixels).float() - reference).abs().max().item()
+            timm_error = (logits_of(timm_model, pixels).float() - reference).abs().max().item()
+        record("bf16 logits error vs fp32 / timm's (max abs)", our_error / max(timm_error, 1e-3), BF16_ERROR_RATIO)
 
     with exact_float32():
         timm_grads = {vit_hf_key(name): grad for name, grad in gradients(timm_model, pixels, labels).items()}

@@ -23,23 +23,30 @@ class ModelSpec:
 
     timm_name: str
     preset: str
-    image_size: int
+
+    @property
+    def config(self) -> ViTHFConfig:
+        return ViTHFConfig.from_preset(self.preset)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
 
     @property
     def is_hybrid(self) -> bool:
-        return ViTHFConfig.from_preset(self.preset).backbone_depths is not None
+        return self.config.backbone_depths is not None
 
 
 SPECS = {
     spec.timm_name: spec
     for spec in (
-        ModelSpec("vit_tiny_patch16_224", "tiny_patch16_224", 224),
-        ModelSpec("vit_small_patch16_224", "small_patch16_224", 224),
-        ModelSpec("vit_base_patch16_224", "base_patch16_224", 224),
-        ModelSpec("vit_base_patch16_384", "base_patch16_384", 384),
-        ModelSpec("vit_large_patch16_224", "large_patch16_224", 224),
-        ModelSpec("vit_small_r26_s32_224", "small_r26_s32_224", 224),
-        ModelSpec("vit_base_r50_s16_384", "base_r50_s16_384", 384),
+        ModelSpec("vit_tiny_patch16_224", "tiny_patch16_224"),
+        ModelSpec("vit_small_patch16_224", "small_patch16_224"),
+        ModelSpec("vit_base_patch16_224", "base_patch16_224"),
+        ModelSpec("vit_base_patch16_384", "base_patch16_384"),
+        ModelSpec("vit_large_patch16_224", "large_patch16_224"),
+        ModelSpec("vit_small_r26_s32_224", "small_r26_s32_224"),
+        ModelSpec("vit_base_r50_s16_384", "base_r50_s16_384"),
     )
 }
 
@@ -65,8 +72,7 @@ def vit_hf_key(timm_key: str) -> str:
 
 
 def vit_hf_from_timm(timm_model: nn.Module, spec: ModelSpec) -> ViTHFForImageClassification:
-    config = ViTHFConfig.from_preset(spec.preset, num_labels=timm_model.num_classes)
-    model = ViTHFForImageClassification(config)
+    model = ViTHFForImageClassification(ViTHFConfig.from_preset(spec.preset, num_labels=timm_model.num_classes))
     state = {vit_hf_key(key): value for key, value in timm_model.state_dict().items()}
     model.load_state_dict(state, strict=True)
     return model
@@ -76,7 +82,7 @@ def transformers_from_timm(timm_model: nn.Module, spec: ModelSpec) -> ViTForImag
     """transformers' ViT with timm's weights: the fused qkv projection is split into q, k and v."""
     if spec.is_hybrid:
         raise ValueError(f"{spec.timm_name} is a hybrid model; transformers 5 has no hybrid ViT class to compare.")
-    source = ViTHFConfig.from_preset(spec.preset)
+    source = spec.config
     config = ViTConfig(
         hidden_size=source.hidden_size,
         num_hidden_layers=source.num_hidden_layers,
