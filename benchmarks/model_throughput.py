@@ -170,6 +170,19 @@ def step_peak_bytes(step: Callable[[], None], device: torch.device) -> int:
     return max(total for _, total, _ in allocations) - before
 
 
+def write_profile(step: Callable[[], None], device: torch.device, path: Path) -> None:
+    """torch.profiler's operator table for one step, sorted by own time (the question is where the time goes)."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities, record_shapes=True) as profiler:
+        step()
+        synchronize(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table = profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=60)
+    write_atomically(path, table + "\n")
+
+
 def time_interleaved(
     steps: dict[str, Callable[[], None]], steps_per_repeat: int, repeats: int, device: torch.device
 ) -> dict[str, list[float]]:
@@ -199,6 +212,7 @@ class Settings:
     steps_per_repeat: int
     repeats: int
     peak_tflops: float | None
+    profile_dir: Path | None = None  # where to write one profiled step per row and implementation
 
 
 class PeerBench:
@@ -243,6 +257,9 @@ class PeerBench:
         for name, step in steps.items():
             resident = state_bytes(self.models[name], self.optimizers[name] if task == "train" else None)
             peak = resident + step_peak_bytes(step, device)
+            if settings.profile_dir:
+                row = f"{self.spec.timm_name}_{task}_{precision}_{mode}_{name}"
+                write_profile(step, device, settings.profile_dir / f"{row}.txt")
             images_per_s = [self.batch_size / s for s in seconds[name]]
             median = statistics.median(images_per_s)
             achieved = median * self.flops * (3 if task == "train" else 1) / 1e12  # backward ~ 2x forward
@@ -332,6 +349,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, help="CPU threads for torch (default: all); 1 is steadier on a machine others load"
     )
     parser.add_argument("--peak-tflops", type=float, help="device peak for MFU (default: bf16 dense peak by name)")
+    parser.add_argument("--profile", type=Path, help="write a torch.profiler table of one step of each row here")
     parser.add_argument("--output", action="append", default=[], type=Path, help="write the table (.md) or .json")
     args = parser.parse_args(argv)
     for path in args.output:
@@ -382,6 +400,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         steps_per_repeat=args.steps or (10 if on_cuda else 2),
         repeats=args.repeats,
         peak_tflops=args.peak_tflops or default_peak_tflops(device),
+        profile_dir=args.profile,
     )
     results = []
     for spec in specs:
