@@ -150,6 +150,7 @@ throughput() {
 }
 
 compile_throughput() {
+    # More warm-up than eager: the first calls after compiling were seen to run several times slower.
     local outputs=(--output "$out/throughput_compile.md" --output "$out/throughput_compile.json")
     if ((smoke)); then
         "$python" -m benchmarks.model_throughput --device cpu --models vit_tiny_patch16_224 --batch-size 2 \
@@ -157,7 +158,7 @@ compile_throughput() {
             --implementations vit_hf timm "${outputs[@]}"
     else
         "$python" -m benchmarks.model_throughput --device cuda --models vit_base_patch16_224 --modes compile \
-            --precisions bf16 --tasks train --implementations vit_hf timm --warmup 2 --steps 8 --repeats 3 \
+            --precisions bf16 --tasks train --implementations vit_hf timm --warmup 5 --steps 8 --repeats 3 \
             "${outputs[@]}"
     fi
 }
@@ -195,6 +196,11 @@ cat "$summary"
 for table in "$out"/throughput*.md; do
     [[ -f "$table" ]] && { echo; echo "-- $(basename "$table")"; cat "$table"; }
 done
+if [[ -f "$out/finetune/all_results.json" ]]; then
+    echo
+    echo "-- finetune/all_results.json"
+    cat "$out/finetune/all_results.json"
+fi
 if ((failed)); then
     echo "gpu_check: some steps failed (see the logs above)" | tee -a "$summary"
     exit 1
