@@ -82,14 +82,20 @@ def check_model(spec: ModelSpec, device: torch.device, batch_size: int) -> list[
 
 
 def count_host_syncs(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor) -> float:
-    """Run forward, loss and backward with CUDA's sync debug mode set to error; 1 if any op waited for the GPU."""
-    gradients(model, pixels, labels)  # the first step may initialise libraries
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    """Run a bf16 forward, loss and backward with CUDA's sync debug mode set to error; 1 if any op waited for the
+    GPU. The same step runs once before, so that one-time library initialisation is not counted."""
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             loss = F.cross_entropy(logits_of(model, pixels), labels)
         loss.backward()
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        step()
         return 0.0
     except RuntimeError as error:
         print(f"host synchronisation: {error}", file=sys.stderr)
