@@ -114,7 +114,8 @@ def matmul_attention(
 
 class ViTHFAttention(nn.Module):
     """Multi-head self-attention with one fused qkv projection, dispatched to the attention implementation the
-    model was loaded with (`sdpa` by default; `eager`, `flash_attention_*`, `flex_attention`)."""
+    model was loaded with (`sdpa` by default; `eager`, `flash_attention_*`, `flex_attention`). With `sdpa`, bf16
+    on CPU runs `matmul_attention`, which is faster there than torch's fused kernel."""
 
     def __init__(self, config: ViTHFConfig):
         super().__init__()
