@@ -147,6 +147,8 @@ def test_gpu_check_cpu_smoke(tmp_path):
     )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = (tmp_path / "summary.txt").read_text()
-    for step in ("environment", "equality", "throughput", "compile"):
+    steps = ["environment", "equality", "throughput", "compile"]
+    steps += ["finetune"] if (REPO / "recipes" / "finetune.py").is_file() else []
+    for step in steps:
         assert f"{step:<12} PASS" in summary
     assert (tmp_path / "throughput.json").is_file() and (tmp_path / "equality.json").is_file()
