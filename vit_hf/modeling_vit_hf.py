@@ -89,9 +89,33 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+# Longest sequence for which `matmul_attention` replaces torch's fused CPU kernel: its (B, heads, N, N) weights then
+# stay below the size of the block's other activations (577 tokens at 384 px with 16 px patches).
+MATMUL_ATTENTION_MAX_TOKENS = 1024
+
+
+def matmul_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """Attention as two batched matmuls around a softmax (timm's non-fused path), used instead of `sdpa` for bf16
+    on CPU: there torch's fused attention kernel measured 2-4x slower, forward plus backward, than this at 50 to
+    1024 tokens, while matmuls run oneDNN's bf16 kernels."""
+    attn_weights = torch.matmul(query * scaling, key.transpose(2, 3)).softmax(dim=-1)  # (B, heads, N, N)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    return torch.matmul(attn_weights, value).transpose(1, 2), None  # (B, N, heads, head_dim)
+
+
 class ViTHFAttention(nn.Module):
     """Multi-head self-attention with one fused qkv projection, dispatched to the attention implementation the
-    model was loaded with (`sdpa` by default; `eager`, `flash_attention_*`, `flex_attention`)."""
+    model was loaded with (`sdpa` by default; `eager`, `flash_attention_*`, `flex_attention`). With `sdpa`, bf16
+    on CPU runs `matmul_attention`, which is faster there than torch's fused kernel."""
 
     def __init__(self, config: ViTHFConfig):
         super().__init__()
@@ -109,12 +133,24 @@ class ViTHFAttention(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, channels = hidden_states.shape
-        qkv = self.qkv(hidden_states).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, heads, N, head_dim)
+        # Split the fused projection along its last dimension and view the heads in place: the gradients of the
+        # three parts then join with a single concatenation in backward, where reshape/permute/unbind costs a stack
+        # plus a copy of the whole (B, N, 3C) gradient.
+        query, key, value = (
+            part.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
+            for part in self.qkv(hidden_states).split(channels, dim=-1)
+        )
         query, key = self.q_norm(query), self.k_norm(key)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
+        if (
+            self.config._attn_implementation == "sdpa"
+            and query.device.type == "cpu"
+            and query.dtype == torch.bfloat16
+            and tokens <= MATMUL_ATTENTION_MAX_TOKENS
+        ):
+            attention_interface = matmul_attention
         attn_output, attn_weights = attention_interface(
             self,
             query,

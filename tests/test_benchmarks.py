@@ -1,0 +1,154 @@
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import check_model, model_throughput
+from benchmarks.fake_cifar10 import CIFAR10_NAMES, write_fake_cifar10
+from benchmarks.model_throughput import Result, forward_flops_per_image, markdown_table, step_peak_bytes
+from benchmarks.peers import build_peers, get_spec, logits_of
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_peers():
+    return build_peers(get_spec("vit_tiny_patch16_224"))
+
+
+def test_peers_compute_the_same_function(tiny_peers):
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        reference = logits_of(tiny_peers["timm"].eval(), pixels)
+        assert reference.abs().max() > 0.1  # a random head, so every weight matters
+        for name in ("vit_hf", "transformers"):
+            torch.testing.assert_close(logits_of(tiny_peers[name].eval(), pixels), reference, atol=1e-5, rtol=0)
+
+
+def test_flop_count_matches_the_vit_formula(tiny_peers):
+    tokens, width, layers, patches = 197, 192, 12, 196
+    per_layer = 2 * tokens * width * (3 * width + width + 2 * 4 * width)  # qkv, proj, fc1 + fc2
+    per_layer += 2 * 2 * tokens * tokens * width  # q @ k^T and attention @ v
+    expected = layers * per_layer + 2 * patches * width * (3 * 16 * 16) + 2 * width * 1000  # + patches + head
+    for name, model in tiny_peers.items():
+        assert forward_flops_per_image(model, get_spec("vit_tiny_patch16_224"), torch.device("cpu")) == expected, name
+
+
+def test_cpu_step_peak_sees_a_temporary_allocation():
+    def step():
+        torch.ones(2**21).sum()  # 8 MiB, freed at once
+
+    peak = step_peak_bytes(step, torch.device("cpu"))
+    assert 8 * 2**20 <= peak < 9 * 2**20
+
+
+def result(implementation, images_per_s, model="vit_b", task="train"):
+    return Result(
+        model=model,
+        implementation=implementation,
+        task=task,
+        precision="bf16",
+        mode="eager",
+        batch_size=8,
+        images_per_s=images_per_s,
+        repeats_images_per_s=[images_per_s * 0.9, images_per_s, images_per_s * 1.1],
+        peak_memory_mib=100.0,
+        first_step_s=1.0,
+        forward_gflops_per_image=1.0,
+        achieved_tflops=3e-3 * images_per_s,
+        mfu=None,
+    )
+
+
+def test_table_gives_ratios_and_marks_a_missing_peer():
+    results = [result("vit_hf", 30.0), result("timm", 15.0), result("transformers", 20.0)]
+    results += [result("vit_hf", 10.0, model="hybrid"), result("timm", 8.0, model="hybrid")]
+    lines = markdown_table(results).splitlines()
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+    assert rows[0]["vit_hf/timm"] == "2.00" and rows[0]["vit_hf/transformers"] == "1.50"
+    assert rows[1]["vit_hf/timm"] == "1.25" and rows[1]["transformers img/s"] == "–"
+    assert rows[0]["spread"] == "20%"
+
+
+def test_benchmark_run_writes_both_outputs(tmp_path):
+    table, figures = tmp_path / "t.md", tmp_path / "t.json"
+    argv = ["--models", "vit_tiny_patch16_224", "--batch-size", "1", "--precisions", "fp32", "--warmup", "0"]
+    argv += ["--steps", "1", "--repeats", "2", "--implementations", "vit_hf", "timm", "--peak-tflops", "0.5"]
+    model_throughput.main(argv + ["--output", str(table), "--output", str(figures)])
+    saved = json.loads(figures.read_text())
+    rows = {(r["implementation"], r["task"]): r for r in saved["results"]}
+    assert set(rows) == {(name, task) for name in ("vit_hf", "timm") for task in ("train", "infer")}
+    for row in rows.values():
+        assert row["images_per_s"] > 0 and len(row["repeats_images_per_s"]) == 2
+        assert row["mfu"] == pytest.approx(row["achieved_tflops"] / 0.5)
+    train, infer = rows["vit_hf", "train"], rows["vit_hf", "infer"]
+    flops_per_step = 3 * train["forward_gflops_per_image"] * 1e9  # backward counted as twice the forward
+    assert train["achieved_tflops"] == pytest.approx(train["images_per_s"] * flops_per_step / 1e12)
+    # Training holds weights, gradients and two AdamW moments (16 bytes per parameter) on top of the activations.
+    assert train["peak_memory_mib"] > 4 * infer["peak_memory_mib"]
+    assert "| vit_tiny_patch16_224 | 1 | train | fp32 | eager |" in table.read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--models", "vit_giant"], "Unknown benchmark model 'vit_giant'"),
+        (["--output", "table.txt"], "use a .md (table) or .json"),
+        (["--implementations", "timm"], "must include vit_hf"),
+        (["--device", "cuda"] if not torch.cuda.is_available() else ["--repeats", "0"], ""),
+    ],
+)
+def test_bad_arguments_are_clear_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as raised:
+        model_throughput.main(argv)
+    assert message in str(raised.value) + capsys.readouterr().err
+
+
+def test_check_model_passes_and_catches_a_wrong_weight(monkeypatch, tmp_path):
+    argv = ["--device", "cpu", "--models", "vit_tiny_patch16_224", "--batch-size", "1", "--output", str(tmp_path / "c")]
+    assert check_model.main(argv) == 0
+    assert all(check["passed"] for check in json.loads((tmp_path / "c").read_text()))
+
+    build = check_model.vit_hf_from_timm
+
+    def off_by_a_little(timm_model, spec):
+        model = build(timm_model, spec)
+        with torch.no_grad():
+            model.vit.blocks[5].mlp.fc2.bias[0] += 0.05  # one channel: a shift of all would vanish in LayerNorm
+        return model
+
+    monkeypatch.setattr(check_model, "vit_hf_from_timm", off_by_a_little)
+    assert check_model.main(argv) == 1
+
+
+def test_fake_cifar10_loads_with_the_hub_schema(tmp_path):
+    from datasets import ClassLabel, Image, load_dataset
+
+    write_fake_cifar10(tmp_path / "cifar10", train_size=30, test_size=10)
+    files = sorted(p.name for p in (tmp_path / "cifar10" / "plain_text").iterdir())
+    assert files == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
+    dataset = load_dataset(str(tmp_path / "cifar10"))
+    assert {split: len(dataset[split]) for split in dataset} == {"train": 30, "test": 10}
+    features = dataset["train"].features
+    assert isinstance(features["img"], Image) and features["label"] == ClassLabel(names=CIFAR10_NAMES)
+    assert dataset["train"][0]["img"].size == (32, 32) and sorted(set(dataset["train"]["label"])) == list(range(10))
+
+
+@pytest.mark.slow
+def test_gpu_check_cpu_smoke(tmp_path):
+    run = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--cpu-smoke", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = (tmp_path / "summary.txt").read_text()
+    steps = ["environment", "equality", "throughput", "compile"]
+    steps += ["finetune"] if (REPO / "recipes" / "finetune.py").is_file() else []
+    for step in steps:
+        assert f"{step:<12} PASS" in summary
+    assert (tmp_path / "throughput.json").is_file() and (tmp_path / "equality.json").is_file()
