@@ -240,3 +240,11 @@ def test_bfloat16_forward():
     torch.testing.assert_close(out.float(), reference, atol=0.1, rtol=0.05)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert ViTHFForImageClassification(config).eval()(x).logits.dtype == torch.bfloat16
+
+
+def test_builds_on_the_meta_device():
+    """For inspecting shapes and parameter counts of large models without allocating them."""
+    with torch.device("meta"):
+        model = ViTHFForImageClassification(ViTHFConfig.from_preset("huge_patch14_224", drop_path_rate=0.1))
+    assert model.vit.pos_embed.is_meta
+    assert sum(p.numel() for p in model.parameters()) > 600_000_000

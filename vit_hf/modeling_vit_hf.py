@@ -36,6 +36,12 @@ def resample_pos_embed(
     return torch.cat([prefix, grid], dim=1)
 
 
+def drop_path_rates(last_rate: float, depth: int) -> list[float]:
+    """Stochastic depth rising linearly from 0 at the first block to `last_rate` at the last (plain Python, so the
+    model can be built on the meta device)."""
+    return [last_rate * index / max(depth - 1, 1) for index in range(depth)]
+
+
 class ViTHFPatchEmbeddings(nn.Module):
     """Pixels -> grid of token embeddings: a strided convolution over the image (plain ViT, overlapping when the
     stride is smaller than the patch) or over the feature map of a ResNetV2 (hybrid ViT)."""
@@ -302,8 +308,7 @@ class ViTHFModel(ViTHFPreTrainedModel):
         self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
         eps = config.layer_norm_eps
         self.norm_pre = nn.LayerNorm(config.hidden_size, eps=eps) if config.pre_norm else nn.Identity()
-        # Stochastic depth rate rises linearly with depth (0 for the first block).
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        rates = drop_path_rates(config.drop_path_rate, config.num_hidden_layers)
         self.blocks = nn.ModuleList([ViTHFLayer(config, rate) for rate in rates])
         use_norm = config.final_norm and not config.use_fc_norm
         use_fc_norm = config.final_norm and config.use_fc_norm
@@ -370,7 +375,7 @@ class ViTHFModel(ViTHFPreTrainedModel):
         first block to `drop_path_rate` at the last."""
         if not 0.0 <= drop_path_rate < 1.0:
             raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}.")
-        rates = torch.linspace(0, drop_path_rate, self.config.num_hidden_layers).tolist()
+        rates = drop_path_rates(drop_path_rate, self.config.num_hidden_layers)
         for block, rate in zip(self.blocks, rates, strict=True):
             block.drop_path.drop_prob = rate
         self.config.drop_path_rate = drop_path_rate
