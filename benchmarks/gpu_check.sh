@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Check and time the whole GPU path of vit_hf in one run on any CUDA machine (about 5 minutes on one H100):
+# Check and time the whole GPU path of vit_hf in one run on any CUDA machine (about 6 minutes on one H100):
 #
 #   benchmarks/gpu_check.sh OUT_DIR [WHEELS_DIR]
 #   benchmarks/gpu_check.sh --cpu-smoke OUT_DIR [WHEELS_DIR]     # the same steps, tiny and on CPU
@@ -12,6 +12,7 @@
 #                models) and fp32 (ViT-B/16 224)
 #   finetune     recipes/finetune.py for a few steps on a generated CIFAR-10-format dataset, 224 px, bf16
 #                (skipped while the recipe does not exist)
+#   overhead     the recipe's whole training loop against the model-only step, ViT-B/16 224 bf16 (goal: within 10%)
 #   compile      torch.compile training throughput of ViT-B/16 224 in bf16, vit_hf vs timm
 # Exits non-zero if any step failed or ran out of time. The machine needs no network: everything is generated.
 set -u
@@ -164,6 +165,16 @@ compile_throughput() {
     fi
 }
 
+overhead() {
+    if ((smoke)); then
+        "$python" -m benchmarks.recipe_overhead --device cpu --image-size 32 --batch-size 8 --steps 3 --warmup 1 \
+            --workers 0 --output "$out/overhead.md"
+    else
+        "$python" -m benchmarks.recipe_overhead --device cuda --model base_patch16_224 --image-size 224 \
+            --batch-size 128 --mixed-precision bf16 --steps 60 --warmup 10 --workers 8 --output "$out/overhead.md"
+    fi
+}
+
 equality() {
     if ((smoke)); then
         "$python" -m benchmarks.check_model --device cpu --models vit_tiny_patch16_224 --batch-size 2 \
@@ -174,7 +185,7 @@ equality() {
 }
 
 export python out wheels smoke
-export -f install_requirements check_environment equality throughput finetune compile_throughput
+export -f install_requirements check_environment equality throughput finetune overhead compile_throughput
 
 if [[ -n "$wheels" ]]; then
     run_step install 180 install_requirements
@@ -186,6 +197,7 @@ run_step equality 150 equality
 run_step throughput 240 throughput
 if [[ -f recipes/finetune.py ]]; then
     run_step finetune 240 finetune
+    run_step overhead 180 overhead
 else
     skip_step finetune "recipes/finetune.py does not exist yet"
 fi
@@ -194,7 +206,7 @@ run_step compile 300 compile_throughput
 echo
 echo "== summary ($out)"
 cat "$summary"
-for table in "$out"/throughput*.md; do
+for table in "$out"/throughput*.md "$out"/overhead.md; do
     [[ -f "$table" ]] && { echo; echo "-- $(basename "$table")"; cat "$table"; }
 done
 if [[ -f "$out/finetune/all_results.json" ]]; then

@@ -399,6 +399,7 @@ class FineTuning:
         )
         loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
         self.steps_this_run, start = 0, time.perf_counter()
+        self.pause_seconds = 0.0  # evaluation and checkpoints: not counted in the training throughput
         with StopRequest() as stop:
             for epoch in range(start_epoch, math.ceil(self.total_steps / self.steps_per_epoch)):
                 self.train_loader.set_epoch(epoch)
@@ -434,6 +435,7 @@ class FineTuning:
                         progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{learning_rate:.2e}")
                         loss_sum.zero_()
                         loss_count = 0
+                    pause = time.perf_counter()
                     if last_step or is_due(self.global_step, end_of_epoch, args.eval_strategy, args.eval_steps):
                         self.validate()
                         model.train()
@@ -441,6 +443,7 @@ class FineTuning:
                     save_due = last_step or is_due(self.global_step, end_of_epoch, args.save_strategy, args.save_steps)
                     if stop_now or (args.save_strategy != "no" and save_due):
                         self.save_checkpoint()
+                    self.pause_seconds += time.perf_counter() - pause
                     if stop_now:
                         progress.close()
                         # On a process that only learned of another's signal, report SIGTERM.
@@ -469,11 +472,12 @@ class FineTuning:
             model.load_state_dict(load_file(str(self.best_weights_file)))
             logger.info("final weights: the best validation accuracy, at step %s", self.best["step"])
         batch = self.hyperparameters()["total_batch_size"]
-        runtime = self.train_runtime
+        training = self.train_runtime - self.pause_seconds  # throughput of training itself, without evaluations
         results = {
-            "train_runtime": runtime,
-            "train_steps_per_second": self.steps_this_run / runtime if runtime else 0.0,
-            "train_samples_per_second": self.steps_this_run * batch / runtime if runtime else 0.0,
+            "train_runtime": self.train_runtime,
+            "train_evaluation_and_checkpoint_seconds": self.pause_seconds,
+            "train_steps_per_second": self.steps_this_run / training if training else 0.0,
+            "train_samples_per_second": self.steps_this_run * batch / training if training else 0.0,
             "step": self.global_step,
             "epoch": self.global_step / self.steps_per_epoch,
             "best_step": self.best["step"],

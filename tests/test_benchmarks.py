@@ -1,5 +1,7 @@
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,7 +150,21 @@ def test_gpu_check_cpu_smoke(tmp_path):
     assert run.returncode == 0, run.stdout + run.stderr
     summary = (tmp_path / "summary.txt").read_text()
     steps = ["environment", "equality", "throughput", "compile"]
-    steps += ["finetune"] if (REPO / "recipes" / "finetune.py").is_file() else []
+    steps += ["finetune", "overhead"] if (REPO / "recipes" / "finetune.py").is_file() else []
     for step in steps:
         assert f"{step:<12} PASS" in summary
     assert (tmp_path / "throughput.json").is_file() and (tmp_path / "equality.json").is_file()
+
+
+def test_recipe_overhead_compares_the_loop_with_the_model_only_step(tmp_path):
+    output = tmp_path / "overhead.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.recipe_overhead", "--device", "cpu", "--image-size", "32",
+         "--batch-size", "8", "--steps", "3", "--warmup", "1", "--workers", "0", "--output", str(output)],
+        cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    figures = json.loads(output.read_text())
+    assert figures["model_only_ms_per_step"] > 0 and figures["whole_loop_ms_per_step"] > 0
+    assert figures["transforms"] == "device"  # CIFAR-format images share one size
