@@ -13,15 +13,18 @@ import gc
 import json
 import logging
 import math
+import shutil
 import signal
+import socket
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import DistributedType, broadcast_object_list, gather_object, set_seed
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -37,7 +40,7 @@ from vit_hf.checkpointing import (
     write_json_atomic,
 )
 from vit_hf.data import ImageClassificationData, load_image_classification
-from vit_hf.hub import check_hub_access, push_folder, upload_or_explain
+from vit_hf.hub import CheckpointUploads, HubPushError, check_hub_access, upload_or_explain
 from vit_hf.image_processing import make_image_processor
 from vit_hf.metrics import ClassificationMetrics
 from vit_hf.model_card import build_model_card
@@ -149,6 +152,41 @@ def check_output_dir(args: TrainingArguments) -> None:
         )
 
 
+def check_hub_access_once(accelerator: Accelerator, repo_id: str | None) -> str:
+    """The Hub check on the main process only, its outcome shared, so every process stops on failure."""
+    outcome = None
+    if accelerator.is_main_process:
+        try:
+            outcome = check_hub_access(repo_id)
+        except HubPushError as error:
+            outcome = error
+    outcome = broadcast_object_list([outcome])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def check_output_dir_shared(accelerator: Accelerator, output_dir: Path) -> None:
+    """Checkpoints are assembled from every process's files in one folder, so each process must see the main one's
+    --output_dir (across machines: a shared filesystem)."""
+    if accelerator.num_processes == 1:
+        return
+    marker = output_dir / f".shared-{broadcast_object_list([uuid.uuid4().hex])[0]}"
+    if accelerator.is_main_process:
+        marker.touch()
+    accelerator.wait_for_everyone()
+    visible = gather_object([(marker.exists(), socket.gethostname())])
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        marker.unlink()
+    blind = [f"process {rank} on {host}" for rank, (seen, host) in enumerate(visible) if not seen]
+    if blind:
+        raise ValueError(
+            f"--output_dir {output_dir} is not shared: {', '.join(blind)} cannot see the files the main process "
+            "writes there. With several machines, put --output_dir on a filesystem they all mount."
+        )
+
+
 def is_due(step: int, end_of_epoch: bool, strategy: str, every: int) -> bool:
     return (strategy == "epoch" and end_of_epoch) or (strategy == "steps" and step % every == 0)
 
@@ -169,17 +207,25 @@ class FineTuning:
             logger.setLevel(logging.WARNING)
         if accelerator.distributed_type == DistributedType.FSDP and args.final_weights == "best":
             raise ValueError("With FSDP use --final_weights last (best-weight reloading needs a full state dict).")
+        if accelerator.distributed_type == DistributedType.FSDP and args.ema_decay is not None:
+            raise ValueError("--ema_decay is not supported with FSDP (the average would need the full weights).")
         self.output_dir = Path(args.output_dir)
-        self.repo_id = check_hub_access(args.hub_model_id) if args.push_to_hub else None
+        self.repo_id = check_hub_access_once(accelerator, args.hub_model_id) if args.push_to_hub else None
+        self.checkpoint_uploads = None
+        if self.repo_id and args.hub_push_checkpoints and accelerator.is_main_process:
+            self.checkpoint_uploads = CheckpointUploads(self.repo_id, private=args.hub_private_repo)
         check_output_dir(args)
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.output_dir)
         accelerator.wait_for_everyone()
-        set_seed(args.seed)
+        check_output_dir_shared(accelerator, self.output_dir)
+        set_seed(args.seed)  # the same on every process: a new model or head starts identical everywhere
 
         self.data = data = get_data(data_args, args.seed)
         model, self.processor, self.base_model = load_model_for_finetuning(model_args, data.id2label)
+        # From here on each process draws its own stochastic depth, MixUp and device-side augmentation.
+        set_seed(args.seed, device_specific=True)
         self.image_size = model.config.image_size
         model.set_drop_path_rate(model_args.drop_path_rate)
         if args.gradient_checkpointing:
@@ -349,12 +395,12 @@ class FineTuning:
             if self.best_weights_file.is_file():  # the best weights so far travel with the checkpoint
                 snapshot(self.best_weights_file, tmp / BEST_WEIGHTS)
             state = {"step": self.global_step, "log_history": self.log_history, "best": self.best}
+            if self.checkpoint_uploads:
+                self.checkpoint_uploads.wait()  # the checkpoint it pushes may be rotated out next
             path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
             logger.info("saved %s", path)
-            if self.args.hub_push_checkpoints and self.repo_id:
-                push_folder(
-                    path, self.repo_id, path_in_repo=path.name, private=self.args.hub_private_repo, run_as_future=True
-                )
+            if self.checkpoint_uploads:
+                self.checkpoint_uploads.start(path)
         accelerator.wait_for_everyone()
 
     def save_best_weights(self) -> None:
@@ -389,6 +435,10 @@ class FineTuning:
     def train(self) -> str | None:
         """The loop. Returns the name of the signal that stopped it early, or None when it ran to the end."""
         args, accelerator, model = self.args, self.accelerator, self.model
+        self.steps_this_run = self.train_runtime = self.pause_seconds = 0
+        if self.global_step >= self.total_steps:
+            logger.info("the checkpoint is at the last step (%d): nothing left to train", self.total_steps)
+            return None
         start_epoch = self.global_step // self.steps_per_epoch
         skip = (self.global_step - start_epoch * self.steps_per_epoch) * args.gradient_accumulation_steps
         progress = tqdm(
@@ -398,8 +448,7 @@ class FineTuning:
             disable=not accelerator.is_local_main_process,
         )
         loss_sum, loss_count = torch.zeros((), device=accelerator.device), 0
-        self.steps_this_run, start = 0, time.perf_counter()
-        self.pause_seconds = 0.0  # evaluation and checkpoints: not counted in the training throughput
+        start = time.perf_counter()  # evaluation and checkpoints go to pause_seconds, out of the training throughput
         with StopRequest() as stop:
             for epoch in range(start_epoch, math.ceil(self.total_steps / self.steps_per_epoch)):
                 self.train_loader.set_epoch(epoch)
@@ -494,13 +543,15 @@ class FineTuning:
             confusion = (test.confusion, "test")
         return model, results, confusion
 
-    def write_outputs(self, model, results: dict, confusion) -> None:
-        """Everything a user opens after training, each file moved into place whole. Main process only."""
+    def write_outputs(self, model, state_dict: dict, results: dict, confusion) -> None:
+        """Everything a user opens after training, each file moved into place whole. Main process only; `state_dict`
+        is the full one (under FSDP gathered from every process)."""
         data = self.data
         model.config.id2label, model.config.label2id = data.id2label, data.label2id
         tmp = self.output_dir / ".final-tmp"
-        tmp.mkdir(exist_ok=True)
-        model.save_pretrained(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
+        tmp.mkdir()
+        model.save_pretrained(tmp, state_dict=state_dict)
         self.processor.save_pretrained(tmp)
         write_json_atomic(tmp / "all_results.json", results)
         write_json_atomic(tmp / "log_history.json", self.log_history)
@@ -531,6 +582,8 @@ class FineTuning:
         all_gather's tensors takes the GIL during shutdown, which ends in std::terminate (SIGABRT) in about one run
         in three on a busy CPU. Dropping the wrapped objects first lets the group be destroyed and its threads
         joined while Python is fully alive."""
+        if self.checkpoint_uploads:
+            self.checkpoint_uploads.wait()
         self.accelerator.wait_for_everyone()
         self.model = self.optimizer = self.scheduler = self.ema = None
         self.train_loader = self.validation_loader = self.test_loader = None
@@ -552,11 +605,12 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
         run.finish()
         return 128 + signal.Signals[stopped_by].value
     model, results, confusion = run.final_results()
+    state_dict = run.accelerator.get_state_dict(model)  # a collective under FSDP: every process takes part
     logger.info("final results: %s", json.dumps(results, indent=1))
     run.accelerator.log({f"final/{k}": v for k, v in results.items() if isinstance(v, (int, float))}, run.global_step)
     pushed = True
     if run.accelerator.is_main_process:
-        run.write_outputs(model, results, confusion)
+        run.write_outputs(model, state_dict, results, confusion)
         if run.repo_id:
             pushed = upload_or_explain(
                 run.output_dir, run.repo_id, commit_message="End of training", private=args.hub_private_repo

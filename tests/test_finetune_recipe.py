@@ -1,6 +1,7 @@
 """`recipes/finetune.py` end to end on CPU, on generated data in the Hub CIFAR-10 format: outputs that load without
 vit_hf, two-process DDP evaluation, exact resume, SIGTERM, and errors before training."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -149,6 +151,19 @@ def test_resumed_run_equals_uninterrupted_run(cifar, finished_run, tmp_path):
     assert again["test_accuracy"] == original["test_accuracy"] and again["eval_loss"] == original["eval_loss"]
 
 
+def test_resuming_a_finished_run_trains_no_further(cifar, finished_run, tmp_path):
+    """A job restarted after its last checkpoint (say, killed while writing the outputs) only writes the outputs."""
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    subprocess.run(["cp", "-r", str(finished_run / "checkpoint-8"), str(resumed)], check=True)
+    result = run_recipe(recipe_args(cifar, resumed, resume_from_checkpoint="latest"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "nothing left to train" in result.stderr
+    assert json.loads((resumed / "all_results.json").read_text())["step"] == 8
+    expected, actual = load_file(finished_run / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+
+
 def test_sigterm_saves_a_checkpoint_that_resumes(cifar, tmp_path):
     output = tmp_path / "out"
     args = recipe_args(cifar, output, max_steps=400, logging_steps=1, save_strategy="no", eval_strategy="epoch")
@@ -198,3 +213,19 @@ def test_push_to_hub_fails_fast_offline_before_training(cifar, tmp_path):
 def test_non_empty_output_dir_is_refused(cifar, finished_run):
     result = run_recipe(recipe_args(cifar, finished_run))
     assert result.returncode != 0 and "is not empty" in result.stderr
+
+
+def test_output_dir_not_shared_by_every_process_is_refused(tmp_path, monkeypatch):
+    """Across machines --output_dir must be one shared folder; a process that cannot see it is named."""
+    spec = importlib.util.spec_from_file_location("finetune_recipe", SCRIPT)
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    accelerator = mock.Mock(num_processes=2, is_main_process=True)
+    monkeypatch.setattr(recipe, "broadcast_object_list", lambda objects: objects)
+    monkeypatch.setattr(recipe, "gather_object", lambda objects: [*objects, (False, "node-2")])
+    with pytest.raises(ValueError, match=r"process 1 on node-2 cannot see .* filesystem they all mount"):
+        recipe.check_output_dir_shared(accelerator, tmp_path)
+    assert not list(tmp_path.iterdir())  # the probe file is removed
+
+    monkeypatch.setattr(recipe, "gather_object", lambda objects: objects * 2)
+    recipe.check_output_dir_shared(accelerator, tmp_path)

@@ -66,6 +66,34 @@ def push_folder(
     )
 
 
+class CheckpointUploads:
+    """Checkpoint pushes in the background, one at a time. Wait for the pending one before old checkpoints are
+    rotated out (it may be one of them) and before the end of training; a failed checkpoint push is logged, not
+    raised: the checkpoint is still on disk and training goes on."""
+
+    def __init__(self, repo_id: str, private: bool | None = None):
+        self.repo_id, self.private = repo_id, private
+        self.pending = None  # (future, folder)
+
+    def start(self, folder: Path) -> None:
+        self.wait()
+        future = push_folder(folder, self.repo_id, private=self.private, path_in_repo=folder.name, run_as_future=True)
+        self.pending = (future, folder)
+
+    def wait(self) -> bool:
+        """True when nothing is pending or the pending push succeeded."""
+        if self.pending is None:
+            return True
+        (future, folder), self.pending = self.pending, None
+        try:
+            future.result()
+        except Exception as error:
+            logger.warning("Could not push %s to %s (%s); it stays on disk.", folder.name, self.repo_id, error)
+            return False
+        logger.info("pushed %s to https://huggingface.co/%s", folder.name, self.repo_id)
+        return True
+
+
 def upload_or_explain(
     folder: str | Path, repo_id: str, *, commit_message: str, private: bool | None = None, token: str | None = None
 ) -> bool:
