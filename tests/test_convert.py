@@ -129,6 +129,16 @@ def test_existing_folder_needs_overwrite(checkpoint, tmp_path, capsys):
     assert sorted(os.listdir(tmp_path)) == ["converted", "model.safetensors"]
 
 
+def test_new_head_with_timm_number_of_classes_is_written(checkpoint, tmp_path, caplog):
+    """A new head is zero-initialised, so it is not compared with timm's, even when it has as many classes."""
+    out = tmp_path / "converted"
+    assert main([NAME, str(out), "--checkpoint", str(checkpoint), "--num-labels", "10"]) == 0
+    assert "not exact" not in caplog.text
+    model = AutoModelForImageClassification.from_pretrained(out)
+    assert model.config.num_labels == 10 and not model.head.weight.any()
+    assert "new zero-initialised 10-class head" in (out / "README.md").read_text()
+
+
 def test_offline_without_checkpoint_is_one_clear_message(tmp_path, caplog, monkeypatch):
     import huggingface_hub.constants
 

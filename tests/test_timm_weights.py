@@ -8,11 +8,18 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoImageProcessor
 
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model, randomize_weights_
-from vit_hf import UnsupportedTimmModelError, ViTHFImageProcessor, from_timm, image_processor_from_timm
+from vit_hf import (
+    UnsupportedTimmModelError,
+    ViTHFConfig,
+    ViTHFForImageClassification,
+    ViTHFImageProcessor,
+    from_timm,
+    image_processor_from_timm,
+)
 from vit_hf.timm_weights import to_timm_checkpoint
 
 TOLERANCE = 1e-4  # float32; the conversions measured here are exact (0.0)
@@ -81,7 +88,7 @@ FULL_SIZE = ["vit_tiny_patch16_384", "vit_base_patch16_224", "vit_large_patch16_
 
 def assert_same_outputs(timm_model, model, image_size=None, interpolate_pos_encoding=False):
     """Logits, features (timm's forward_features) and pooled features (forward_head(pre_logits=True)) agree."""
-    x = pixels(image_size or timm_model.patch_embed.img_size, batch=1)
+    x = pixels(image_size or timm_model.patch_embed.img_size, batch=1, channels=model.config.num_channels)
     encoder_outputs = []  # one forward pass of ours gives the encoder's outputs and the logits
     hook = model.vit.register_forward_hook(lambda module, args, output: encoder_outputs.append(output))
     with torch.no_grad():
@@ -277,22 +284,74 @@ def test_inconsistent_label_arguments_are_rejected():
 # --- the way back ----------------------------------------------------------------------------------------------
 
 
+def assert_round_trip_to_timm(model, name, tmp_path):
+    """to_timm_checkpoint's kwargs alone rebuild the model under `name`: loading the checkpoint through timm, and
+    building it with pretrained=False for load_state_dict(strict=True), both give the model's outputs."""
+    path = tmp_path / "exported.safetensors"
+    timm_kwargs = to_timm_checkpoint(model, path)
+    assert sorted(os.listdir(tmp_path)) == ["exported.safetensors"]  # no temporary file left behind
+    assert_same_outputs(timm.create_model(name, **timm_kwargs).eval(), model)
+    architecture = {key: value for key, value in timm_kwargs.items() if not key.startswith("pretrained")}
+    rebuilt = timm.create_model(name, pretrained=False, **architecture).eval()
+    rebuilt.load_state_dict(load_file(path), strict=True)
+    assert_same_outputs(rebuilt, model)
+
+
+TINY = dict(depth=2, embed_dim=64, num_heads=2)
+
+
 @pytest.mark.parametrize(
     "name, kwargs, convert",
     [
         ("vit_tiny_patch16_224", {}, dict(num_labels=10)),
+        ("vit_small_patch16_224", TINY, {}),
+        ("vit_small_patch16_224", dict(TINY, global_pool="avg", class_token=False), {}),
+        ("vit_base_patch16_reg4_gap_256", TINY, {}),
+        ("vit_medium_patch16_reg4_gap_256", dict(depth=2), {}),
+        ("vit_base_patch16_clip_quickgelu_224", TINY, {}),
+        ("deit3_small_patch16_224", dict(TINY, qk_norm=True), {}),
         ("vit_tiny_r_s16_p8_224", dict(depth=2), dict(image_size=256)),
         ("vit_small_r26_s32_224", dict(depth=1, img_size=64), dict(num_labels=3, image_size=96)),
-        ("vit_medium_patch16_reg4_gap_256", dict(depth=2), {}),
+        ("vit_base_r50_s16_224", dict(TINY, depth=1, img_size=64, num_classes=10), {}),
     ],
 )
 def test_round_trip_to_a_timm_checkpoint(name, kwargs, convert, tmp_path):
     model = from_timm(random_timm_model(name, **kwargs), **convert)
     torch.nn.init.normal_(model.head.weight)  # a trained head, so the logits test it
-    timm_kwargs = to_timm_checkpoint(model, tmp_path / "exported.safetensors")
-    assert sorted(os.listdir(tmp_path)) == ["exported.safetensors"]  # no temporary file left behind
-    reference = timm.create_model(name, **{**kwargs, **timm_kwargs}).eval()
-    assert_same_outputs(reference, model)
+    assert_round_trip_to_timm(model, name, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(
+            image_size=[64, 96],
+            num_channels=1,
+            layer_norm_eps=1e-5,
+            hidden_act="quick_gelu",
+            qkv_bias=False,
+            qk_norm=True,
+            layer_scale_init_value=1e-5,
+            num_register_tokens=2,
+            no_embed_class=True,
+            pre_norm=True,
+            patch_embed_bias=False,
+            pooling="max",
+            fc_norm=False,
+            num_labels=5,
+        ),
+        dict(class_token=False, use_pos_embed=False, pooling="avgmax", final_norm=False, num_labels=0),
+        dict(image_size=64, patch_size=1, backbone_depths=[1, 1], backbone_stem_channels=32, backbone_width_factor=2),
+    ],
+    ids=["plain", "no_position_embeddings", "hybrid_width_factor_2"],
+)
+def test_any_config_exports_under_any_timm_vit_name(config, tmp_path):
+    """A model trained with vit_hf (not converted from timm) loads under a name whose defaults all differ."""
+    config = ViTHFConfig(
+        **{**dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=160), **config}
+    )
+    model = randomize_weights_(ViTHFForImageClassification(config).eval())
+    assert_round_trip_to_timm(model, "vit_base_patch16_224", tmp_path)
 
 
 def test_encoder_only_model_exports_as_a_headless_timm_checkpoint(tmp_path):
@@ -300,10 +359,29 @@ def test_encoder_only_model_exports_as_a_headless_timm_checkpoint(tmp_path):
     encoder = from_timm(random_timm_model("vit_small_patch14_reg4_dinov2", **kwargs)).vit
     timm_kwargs = to_timm_checkpoint(encoder, tmp_path / "encoder.safetensors")
     assert timm_kwargs["num_classes"] == 0
-    reference = timm.create_model("vit_small_patch14_reg4_dinov2", **{**kwargs, **timm_kwargs}).eval()
+    reference = timm.create_model("vit_small_patch14_reg4_dinov2", **timm_kwargs).eval()
     x = pixels(112, batch=1)
     with torch.no_grad():
         assert max_abs_diff(encoder(x).last_hidden_state, reference.forward_features(x)) <= TOLERANCE
+
+
+def test_configs_timm_cannot_express_are_named_and_nothing_is_written(tmp_path):
+    config = ViTHFConfig(
+        image_size=32,
+        patch_size=16,
+        patch_stride=8,
+        hidden_size=11,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=15,
+        hidden_act="gelu_new",
+        pre_norm=True,
+    )
+    with pytest.raises(ValueError) as error:
+        to_timm_checkpoint(ViTHFForImageClassification(config), tmp_path / "model.safetensors")
+    for feature in ("overlapping patches", "patch_embed_bias=True with pre_norm=True", "'gelu_new'", "=15"):
+        assert feature in str(error.value)
+    assert os.listdir(tmp_path) == []
 
 
 # --- local checkpoints, names and errors -----------------------------------------------------------------------

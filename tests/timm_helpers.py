@@ -34,9 +34,9 @@ def random_timm_model(name: str, seed: int = 0, **kwargs) -> nn.Module:
     return randomize_weights_(model.eval(), seed)
 
 
-def pixels(image_size, batch: int = 2, seed: int = 1) -> torch.Tensor:
+def pixels(image_size, batch: int = 2, seed: int = 1, channels: int = 3) -> torch.Tensor:
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
-    return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(batch, channels, height, width, generator=torch.Generator().manual_seed(seed))
 
 
 def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:

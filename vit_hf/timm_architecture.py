@@ -1,10 +1,13 @@
-"""Read a ViTHFConfig off a built timm VisionTransformer (plain or hybrid ResNetV2 + ViT).
+"""Read a ViTHFConfig off a built timm VisionTransformer (plain or hybrid ResNetV2 + ViT), and back.
 
 Everything comes from the model's modules and attributes, never from its name, so custom timm models (other
 depths, widths, pooling...) convert as well as registered ones. Anything that changes the computation and has no
 ViTHFConfig equivalent (an RMSNorm, a SwiGLU MLP, an attention-pool head, a ResNet-D backbone...) is collected and
-reported in one `UnsupportedTimmModelError`, so the conversion is exact or does not happen.
+reported in one `UnsupportedTimmModelError`, so the conversion is exact or does not happen. The way back,
+`timm_kwargs_from_config`, gives every `timm.create_model` keyword argument of a config, or names what timm lacks.
 """
+
+from functools import partial
 
 from timm.layers import (
     GELU,
@@ -12,6 +15,7 @@ from timm.layers import (
     GELUTanh,
     GroupNormAct,
     HybridEmbed,
+    LayerNorm,
     LayerScale,
     Mlp,
     PatchEmbed,
@@ -19,7 +23,7 @@ from timm.layers import (
 )
 from timm.layers import StdConv2dSame as TimmStdConv2dSame
 from timm.layers.pool2d_same import MaxPool2dSame
-from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2
+from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2, create_resnetv2_stem
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
@@ -35,8 +39,17 @@ ACTIVATIONS = {
     (nn.SiLU, None): "silu",
     (nn.ReLU, None): "relu",
 }
+# ViTHFConfig.hidden_act -> timm's act_layer names for the same modules.
+TIMM_ACTIVATIONS = {
+    "gelu": "gelu",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "quick_gelu": "quick_gelu",
+    "silu": "silu",
+    "relu": "relu",
+}
 # timm's pooling names -> ViTHFConfig.pooling.
 POOLING = {"token": "cls", "avg": "mean", "max": "max", "avgmax": "avgmax"}
+TIMM_POOLING = {pooling: name for name, pooling in POOLING.items()}
 # Blocks, attention and MLP layers timm's ViTs use that vit_hf does not implement, by the feature they stand for.
 UNSUPPORTED_LAYERS = {
     "ResPostBlock": "post-norm residual blocks (ResPostBlock)",
@@ -338,4 +351,104 @@ def _layer_norm_eps(model: VisionTransformer, problems: list[str]) -> float:
     return eps.pop() if len(eps) == 1 else 1e-6
 
 
-__all__ = ["UnsupportedTimmModelError", "config_from_timm", "timm_grid_size", "timm_model_name"]
+def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
+    """The `timm.create_model` keyword arguments of the timm VisionTransformer a ViTHFConfig describes (the inverse
+    of `config_from_timm`), with a `num_classes` head. Every architecture option is set, overriding the defaults of
+    the model name they are passed with, which must name a timm VisionTransformer with standard blocks (e.g. the
+    model it was converted from, `config.timm_model`, or `vit_base_patch16_224`). A hybrid's backbone is built by
+    `embed_layer` (`timm_hybrid_embed`) from the config's stage depths and widths.
+
+    Raises ValueError naming every config choice timm's VisionTransformer cannot express: overlapping patches
+    (`patch_stride < patch_size`), a patch-embedding bias that is not `not pre_norm` (timm ties the two), an
+    activation timm does not name, or an MLP width that is not `int(hidden_size * mlp_ratio)` for a float ratio.
+    """
+    problems = []
+    if config.patch_stride != config.patch_size:
+        problems.append(f"overlapping patches (patch_stride={config.patch_stride}, patch_size={config.patch_size})")
+    if config.patch_embed_bias == config.pre_norm:
+        problems.append(
+            f"patch_embed_bias={config.patch_embed_bias} with pre_norm={config.pre_norm} (timm's patch embedding "
+            "has a bias exactly when there is no pre-norm)"
+        )
+    if config.hidden_act not in TIMM_ACTIVATIONS:
+        problems.append(f"hidden_act={config.hidden_act!r} (timm names {', '.join(TIMM_ACTIVATIONS)})")
+    mlp_ratio = config.intermediate_size / config.hidden_size
+    if int(config.hidden_size * mlp_ratio) != config.intermediate_size:
+        problems.append(f"intermediate_size={config.intermediate_size} (timm's MLP width is int(dim * mlp_ratio))")
+    if problems:
+        listing = "".join(f"\n  - {problem}" for problem in problems)
+        raise ValueError(f"This model cannot be expressed as a timm VisionTransformer; timm lacks:{listing}")
+    kwargs = dict(
+        img_size=to_2tuple(config.image_size),
+        patch_size=config.patch_size,
+        in_chans=config.num_channels,
+        num_classes=num_classes,
+        global_pool=TIMM_POOLING[config.pooling],
+        embed_dim=config.hidden_size,
+        depth=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        mlp_ratio=mlp_ratio,
+        qkv_bias=config.qkv_bias,
+        qk_norm=config.qk_norm,
+        init_values=config.layer_scale_init_value,
+        class_token=config.class_token,
+        reg_tokens=config.num_register_tokens,
+        pos_embed="learn" if config.use_pos_embed else "none",
+        no_embed_class=config.no_embed_class,
+        pre_norm=config.pre_norm,
+        final_norm=config.final_norm,
+        fc_norm=config.use_fc_norm,
+        drop_rate=config.classifier_dropout_prob,
+        pos_drop_rate=config.hidden_dropout_prob,
+        proj_drop_rate=config.hidden_dropout_prob,
+        attn_drop_rate=config.attention_probs_dropout_prob,
+        drop_path_rate=config.drop_path_rate,
+        norm_layer=partial(LayerNorm, eps=config.layer_norm_eps),
+        act_layer=TIMM_ACTIVATIONS[config.hidden_act],
+    )
+    if config.backbone_depths is not None:
+        kwargs["embed_layer"] = partial(
+            timm_hybrid_embed,
+            backbone_depths=tuple(config.backbone_depths),
+            stem_channels=config.backbone_stem_channels,
+            width_factor=config.backbone_width_factor,
+        )
+    return kwargs
+
+
+def timm_hybrid_embed(
+    *, backbone_depths: tuple[int, ...], stem_channels: int, width_factor: int, in_chans: int = 3, **kwargs
+) -> HybridEmbed:
+    """timm's HybridEmbed on a new BiT ResNetV2 built as timm's hybrid ViTs build it (post-activation, weight
+    standardised 'SAME' convolutions); no stage depths give the stem alone. Other arguments go to HybridEmbed."""
+    conv_layer = partial(TimmStdConv2dSame, eps=1e-8)
+    placement = {key: kwargs[key] for key in ("device", "dtype") if key in kwargs}
+    if backbone_depths:
+        backbone = ResNetV2(
+            layers=list(backbone_depths),
+            num_classes=0,
+            global_pool="",
+            in_chans=in_chans,
+            width_factor=width_factor,
+            stem_chs=stem_channels,
+            stem_type="same",
+            preact=False,
+            conv_layer=conv_layer,
+            **placement,
+        )
+    else:
+        stem_width = stem_channels * width_factor
+        backbone = create_resnetv2_stem(
+            in_chans, stem_width, stem_type="same", preact=False, conv_layer=conv_layer, **placement
+        )
+    return HybridEmbed(backbone, in_chans=in_chans, **kwargs)
+
+
+__all__ = [
+    "UnsupportedTimmModelError",
+    "config_from_timm",
+    "timm_grid_size",
+    "timm_hybrid_embed",
+    "timm_kwargs_from_config",
+    "timm_model_name",
+]

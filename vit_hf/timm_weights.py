@@ -24,7 +24,7 @@ from transformers.image_utils import PILImageResampling
 from .configuration_vit_hf import ViTHFConfig, to_2tuple
 from .image_processing_vit_hf import ViTHFImageProcessor
 from .modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, resample_pos_embed
-from .timm_architecture import config_from_timm, timm_grid_size, timm_model_name
+from .timm_architecture import config_from_timm, timm_grid_size, timm_kwargs_from_config, timm_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -230,16 +230,25 @@ def timm_to_vit_hf_state_dict(timm_model: nn.Module, config: ViTHFConfig) -> dic
 
 def to_timm_checkpoint(model: ViTHFForImageClassification | ViTHFModel, path: str | os.PathLike) -> dict:
     """Write the model's weights as a timm checkpoint (safetensors, written atomically) and return the
-    `timm.create_model` keyword arguments that load it:
+    `timm.create_model` keyword arguments that rebuild the model and load it, with the same outputs:
 
         kwargs = to_timm_checkpoint(model, "vit.safetensors")
-        timm_model = timm.create_model("vit_base_patch16_224", **kwargs)  # the architecture it was converted from
+        timm_model = timm.create_model("vit_base_patch16_224", **kwargs)
 
-    The number of classes goes into `pretrained_cfg_overlay` as well: timm drops a checkpoint's head whose size
-    differs from its pretrained config's.
+    The kwargs set every architecture option (`timm_kwargs_from_config`: sizes, pooling, class and register tokens,
+    norms, layer scale, a hybrid's backbone...), so the name only has to be a timm VisionTransformer with standard
+    blocks, such as the one the model was converted from (`model.config.timm_model`). Without `pretrained` and
+    `pretrained_cfg_overlay`, they build the model for `load_state_dict(strict=True)` of the file instead. The
+    number of classes and the input size go into `pretrained_cfg_overlay` as well: timm drops a checkpoint's head
+    whose size differs from its pretrained config's.
+
+    Raises ValueError, writing nothing, naming what timm's VisionTransformer cannot express (overlapping patches,
+    a patch-embedding bias together with a pre-norm, an activation or MLP width timm has no argument for).
     """
     prefix = "vit." if isinstance(model, ViTHFForImageClassification) else ""
     config = model.config
+    num_classes = model.head.out_features if isinstance(getattr(model, "head", None), nn.Linear) else 0
+    kwargs = timm_kwargs_from_config(config, num_classes)
     tensors = {}
     for key, value in model.state_dict().items():
         if not key.startswith("head."):
@@ -247,7 +256,6 @@ def to_timm_checkpoint(model: ViTHFForImageClassification | ViTHFModel, path: st
             if config.backbone_depths == []:
                 key = VIT_HF_STEM_KEY.sub(r"patch_embed.backbone.\1.", key)
         tensors[key] = value.detach().contiguous().cpu()
-    num_classes = model.head.out_features if isinstance(getattr(model, "head", None), nn.Linear) else 0
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
@@ -257,13 +265,9 @@ def to_timm_checkpoint(model: ViTHFForImageClassification | ViTHFModel, path: st
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
-    height, width = to_2tuple(config.image_size)
-    return dict(
-        pretrained=True,
-        pretrained_cfg_overlay=dict(file=str(path), num_classes=num_classes),
-        num_classes=num_classes,
-        img_size=(height, width),
-    )
+    input_size = (config.num_channels, *kwargs["img_size"])
+    overlay = dict(file=str(path), num_classes=num_classes, input_size=input_size)
+    return dict(pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
 
 
 def image_processor_from_timm(
