@@ -11,7 +11,6 @@
 #   throughput   training/inference images/s, MFU and peak memory vs timm and transformers, eager, bf16 (all four
 #                models) and fp32 (ViT-B/16 224)
 #   finetune     recipes/finetune.py for a few steps on a generated CIFAR-10-format dataset, 224 px, bf16
-#                (skipped while the recipe does not exist)
 #   overhead     the recipe's whole training loop against the model-only step, ViT-B/16 224 bf16 (goal: within 10%)
 #   compile      torch.compile training throughput of ViT-B/16 224 in bf16, vit_hf vs timm
 # Exits non-zero if any step failed or ran out of time. The machine needs no network: everything is generated.
@@ -195,12 +194,8 @@ fi
 run_step environment 60 check_environment
 run_step equality 150 equality
 run_step throughput 240 throughput
-if [[ -f recipes/finetune.py ]]; then
-    run_step finetune 240 finetune
-    run_step overhead 180 overhead
-else
-    skip_step finetune "recipes/finetune.py does not exist yet"
-fi
+run_step finetune 240 finetune
+run_step overhead 180 overhead
 run_step compile 300 compile_throughput
 
 echo

@@ -85,7 +85,7 @@ class ViTHFConfig(PreTrainedConfig):
     no_embed_class: bool = False  # True: position embeddings cover the patches only (DeiT-III, big_vision)
     pre_norm: bool = False  # LayerNorm before the blocks (CLIP)
     # Pooling and the head.
-    pooling: str = "cls"  # "cls": class token (ViT paper); "mean": mean of patch tokens (the seed model); max, avgmax
+    pooling: str = "cls"  # "cls": class token (ViT paper); "mean": mean of patch tokens; max, avgmax
     final_norm: bool = True
     fc_norm: bool | None = None  # norm after pooling instead of before; None: only for mean/max pooling (timm)
     # Regularisation.

@@ -18,7 +18,7 @@ def _save(figure, path: Path) -> None:
 
 
 def plot_training_curves(log_history: list[dict], path: str | Path) -> None:
-    """Training loss and learning rate per logged step, and validation loss / accuracy per evaluation."""
+    """Training loss per logged step, validation loss and top-1 / top-5 accuracy per evaluation."""
     train = [entry for entry in log_history if "loss" in entry]
     evals = [entry for entry in log_history if "eval_accuracy" in entry]
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
