@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from .model_loading import check_model_overrides
+
 
 @dataclass
 class ModelArguments:
@@ -197,6 +199,7 @@ def _validate(model_args: ModelArguments, data_args: DataArguments, args: Traini
             raise ValueError(f"--model_overrides must be a JSON object: {error}") from error
         if not isinstance(overrides, dict):
             raise ValueError(f"--model_overrides must be a JSON object, got {model_args.model_overrides!r}.")
+        check_model_overrides(overrides, model_args.image_size)
 
 
 def _read_recipe(path: str) -> dict:

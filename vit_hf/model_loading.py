@@ -2,6 +2,8 @@
 folder / Hub id. Returns the model with a head for the dataset's labels, its image processor, and the name of the
 base model for the model card."""
 
+import difflib
+import inspect
 import json
 from pathlib import Path
 
@@ -10,6 +12,29 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing import make_image_processor
 from .modeling_vit_hf import ViTHFForImageClassification
+
+# ViTHFConfig fields that --model_overrides may not set, and what sets them instead.
+SET_ELSEWHERE = {
+    "id2label": "the dataset's labels",
+    "label2id": "the dataset's labels",
+    "num_labels": "the dataset's labels",
+    "drop_path_rate": "--drop_path_rate",
+}
+
+
+def check_model_overrides(overrides: dict, image_size: int | None) -> None:
+    """ValueError unless every key of `--model_overrides` is an architecture field of ViTHFConfig that no other
+    flag or the dataset sets."""
+    known = list(inspect.get_annotations(ViTHFConfig))
+    for key in overrides:
+        if key in SET_ELSEWHERE:
+            raise ValueError(f"--model_overrides cannot set {key!r}: it comes from {SET_ELSEWHERE[key]}.")
+        if key == "image_size" and image_size:
+            raise ValueError("Both --model_overrides and --image_size set image_size; use one of them.")
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=3)
+            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise ValueError(f"Unknown key {key!r} in --model_overrides: not a ViTHFConfig field.{hint}")
 
 
 def is_timm_model_name(name: str) -> bool:
@@ -27,6 +52,7 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
     name, image_size = model_args.model, model_args.image_size
     label2id = {label: index for index, label in id2label.items()}
     overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
+    check_model_overrides(overrides, image_size)
     if overrides and name not in list_presets():
         raise ValueError(
             "--model_overrides applies to presets trained from scratch; it cannot reshape a pretrained model."
