@@ -1,12 +1,66 @@
-"""`load_model_for_finetuning`: --model_overrides only reshapes a preset through ViTHFConfig fields that no other flag
-or the dataset sets."""
+"""`load_model_for_finetuning`: a vit_hf folder keeps its head only for the very same labels, another model type is
+a clear error, and --model_overrides only reshapes a preset through ViTHFConfig fields."""
 
 import json
 
 import pytest
+import torch
+from transformers import ViTConfig, ViTForImageClassification
 
+from tests.conftest import tiny_config
+from vit_hf import ViTHFForImageClassification
 from vit_hf.arguments import ModelArguments, parse_arguments
+from vit_hf.image_processing import IMAGENET_DEFAULT_MEAN, make_image_processor
 from vit_hf.model_loading import load_model_for_finetuning
+
+SAVED_LABELS = {0: "cat", 1: "dog", 2: "bird"}
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    """A vit_hf folder with a trained (non-zero) head for SAVED_LABELS and an ImageNet-normalising processor."""
+    config = tiny_config(num_labels=3, id2label=SAVED_LABELS, label2id={label: i for i, label in SAVED_LABELS.items()})
+    model = ViTHFForImageClassification(config)
+    torch.nn.init.normal_(model.head.weight)
+    torch.nn.init.normal_(model.head.bias)
+    model.save_pretrained(tmp_path / "model")
+    make_image_processor(32, mean=IMAGENET_DEFAULT_MEAN).save_pretrained(tmp_path / "model")
+    return model, str(tmp_path / "model")
+
+
+def test_folder_with_the_same_labels_keeps_its_trained_head(saved_model):
+    saved, folder = saved_model
+    model, processor, base_model = load_model_for_finetuning(ModelArguments(model=folder), dict(SAVED_LABELS))
+    assert torch.equal(model.head.weight, saved.head.weight) and torch.equal(model.head.bias, saved.head.bias)
+    assert list(processor.image_mean) == list(IMAGENET_DEFAULT_MEAN) and base_model == folder
+
+
+@pytest.mark.parametrize(
+    "id2label",
+    [{0: "car", 1: "ship", 2: "truck"}, {0: "dog", 1: "cat", 2: "bird"}, {0: "cat", 1: "dog"}],
+    ids=["other-names", "same-names-reordered", "fewer-labels"],
+)
+def test_folder_with_other_labels_gets_a_fresh_zero_head(saved_model, id2label):
+    saved, folder = saved_model
+    model, _, _ = load_model_for_finetuning(ModelArguments(model=folder), id2label)
+    assert model.head.weight.shape == (len(id2label), saved.config.hidden_size)
+    assert not model.head.weight.any() and not model.head.bias.any()
+    assert model.config.id2label == id2label and model.config.num_labels == len(id2label)
+    assert model.config.label2id == {label: i for i, label in id2label.items()}
+    # The rest of the network is the saved one.
+    assert torch.equal(model.vit.patch_embed.proj.weight, saved.vit.patch_embed.proj.weight)
+    assert torch.equal(model.vit.blocks[-1].mlp.fc2.weight, saved.vit.blocks[-1].mlp.fc2.weight)
+    assert model(torch.zeros(1, 3, 32, 32)).logits.shape == (1, len(id2label))
+
+
+def test_folder_of_another_model_type_is_a_clear_error(tmp_path):
+    config = ViTConfig(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
+    )
+    ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
+    with pytest.raises(ValueError, match=r"'vit' model, not a vit_hf one(.|\n)*timm model name(.|\n)*list_presets"):
+        load_model_for_finetuning(ModelArguments(model=str(tmp_path / "vit")), {0: "a", 1: "b"})
+
 
 # --- --model_overrides ----------------------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ import inspect
 import json
 from pathlib import Path
 
-from transformers import AutoImageProcessor, AutoModelForImageClassification
+from torch import nn
+from transformers import AutoImageProcessor
 
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing import make_image_processor
@@ -88,14 +89,23 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         return model, image_processor_from_timm(timm_name, image_size=image_size), f"timm/{timm_name}"
     if model_args.checkpoint_path:
         raise ValueError("--checkpoint_path is for timm models; a vit_hf folder or Hub id carries its own weights.")
-    model = AutoModelForImageClassification.from_pretrained(
-        name,
-        num_labels=len(id2label),
-        id2label=id2label,
-        label2id=label2id,
-        ignore_mismatched_sizes=True,  # a different label set gets a fresh, zero-initialised head
-        attn_implementation=model_args.attn_implementation,
+    config_dict, _ = ViTHFConfig.get_config_dict(name)
+    if config_dict.get("model_type") != ViTHFConfig.model_type:
+        raise ValueError(
+            f"{name} holds a {config_dict.get('model_type')!r} model, not a vit_hf one. --model takes a vit_hf "
+            "folder or Hub id, a timm model name (e.g. vit_base_patch16_224.augreg_in21k) or a preset trained from "
+            "scratch (e.g. base_patch16_224; see vit_hf.list_presets())."
+        )
+    config = ViTHFConfig.from_dict(config_dict)
+    model = ViTHFForImageClassification.from_pretrained(
+        name, config=config, attn_implementation=model_args.attn_implementation
     )
+    # The saved head is kept only for the very same labels in the same order; else a fresh, zero-initialised one.
+    if {int(index): label for index, label in config.id2label.items()} != id2label:
+        model.config.id2label, model.config.label2id = id2label, label2id
+        model.head = nn.Linear(config.hidden_size, len(id2label), device=model.device, dtype=model.dtype)
+        nn.init.zeros_(model.head.weight)
+        nn.init.zeros_(model.head.bias)
     processor = AutoImageProcessor.from_pretrained(name)
     if image_size and image_size != model.config.image_size:
         model.set_image_size(image_size)
