@@ -1,7 +1,8 @@
-"""`load_model_for_finetuning`: a vit_hf folder keeps its head only for the very same labels, another model type is
-a clear error, and --model_overrides only reshapes a preset through ViTHFConfig fields."""
+"""`load_model_for_finetuning`: a vit_hf folder keeps its head only for the very same labels, other model types and
+missing processors are handled clearly, and --model_overrides only reshapes a preset through ViTHFConfig fields."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -60,6 +61,14 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path):
     ViTForImageClassification(config).save_pretrained(tmp_path / "vit")
     with pytest.raises(ValueError, match=r"'vit' model, not a vit_hf one(.|\n)*timm model name(.|\n)*list_presets"):
         load_model_for_finetuning(ModelArguments(model=str(tmp_path / "vit")), {0: "a", 1: "b"})
+
+
+def test_folder_without_a_processor_gets_the_default_one_with_a_warning(tmp_path, caplog):
+    ViTHFForImageClassification(tiny_config()).save_pretrained(tmp_path / "model")
+    with caplog.at_level(logging.WARNING, logger="vit_hf.model_loading"):
+        model, processor, _ = load_model_for_finetuning(ModelArguments(model=str(tmp_path / "model")), {0: "a"})
+    assert list(processor.image_mean) == [0.5, 0.5, 0.5] and processor.crop_size["height"] == 32
+    assert "has no preprocessor_config.json" in caplog.text
 
 
 # --- --model_overrides ----------------------------------------------------------------------------------------

@@ -5,15 +5,18 @@ base model for the model card."""
 import difflib
 import inspect
 import json
+import logging
 from pathlib import Path
 
 from torch import nn
 from transformers import AutoImageProcessor
+from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file
 
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing import make_image_processor
 from .modeling_vit_hf import ViTHFForImageClassification
 
+logger = logging.getLogger(__name__)
 # ViTHFConfig fields that --model_overrides may not set, and what sets them instead.
 SET_ELSEWHERE = {
     "id2label": "the dataset's labels",
@@ -49,7 +52,8 @@ def is_timm_model_name(name: str) -> bool:
 def load_model_for_finetuning(model_args, id2label: dict[int, str]):
     """(model, image_processor, base_model) for `--model`, with a fresh head of len(id2label) outputs unless the
     loaded head already has exactly these labels. The processor is the source's (its normalisation and resize
-    kernel); its size may differ from the model's new one."""
+    kernel; for a folder without one, make_image_processor's defaults and a warning); its size may differ from the
+    model's new one."""
     name, image_size = model_args.model, model_args.image_size
     label2id = {label: index for index, label in id2label.items()}
     overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
@@ -106,7 +110,17 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         model.head = nn.Linear(config.hidden_size, len(id2label), device=model.device, dtype=model.dtype)
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
-    processor = AutoImageProcessor.from_pretrained(name)
+    if cached_file(name, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False):
+        processor = AutoImageProcessor.from_pretrained(name)
+    else:
+        logger.warning(
+            "%s has no %s: normalising with mean and std 0.5 and resizing bicubic, the original ViT checkpoints' "
+            "processing (make_image_processor's defaults). If the model was trained otherwise, save its image "
+            "processor into the folder.",
+            name,
+            IMAGE_PROCESSOR_NAME,
+        )
+        processor = make_image_processor(model.config.image_size)
     if image_size and image_size != model.config.image_size:
         model.set_image_size(image_size)
     return model, processor, name
