@@ -74,11 +74,28 @@ def test_every_shipped_recipe_parses():
         (["--mixed_precision", "fp8"], "--mixed_precision"),
         (["--config", "missing.yaml"], "does not exist"),
         (["--report_to", "mlflow"], "not supported"),
+        (["--hflip", "1.5"], r"--hflip must be in \[0, 1\], got 1.5"),
+        (["--random_erasing", "-0.1"], r"--random_erasing must be in \[0, 1\], got -0.1"),
+        (["--mixup_alpha", "-1"], "--mixup_alpha must be >= 0, got -1"),
+        (["--cutmix_alpha", "-1"], "--cutmix_alpha must be >= 0, got -1"),
+        (["--warmup_steps", "-5"], "--warmup_steps must be >= 0, got -5"),
+        (["--drop_path_rate", "1.0"], r"--drop_path_rate must be in \[0, 1\), got 1.0"),
+        (["--layer_decay", "0"], r"--layer_decay must be in \(0, 1\], got 0"),
+        (["--layer_decay", "1.5"], r"--layer_decay must be in \(0, 1\], got 1.5"),
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         parse_arguments(argv)
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("hflip", 1.0), ("random_erasing", 1.0), ("layer_decay", 1.0), ("warmup_steps", 0), ("drop_path_rate", 0.0)],
+)
+def test_range_limits_that_are_valid_values_parse(flag, value):
+    parsed = {name: v for group in parse_arguments([f"--{flag}", str(value)]) for name, v in vars(group).items()}
+    assert parsed[flag] == value
 
 
 def test_missing_tracker_package_is_named(monkeypatch):

@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from .model_loading import check_model_overrides
+
 
 @dataclass
 class ModelArguments:
@@ -165,13 +167,26 @@ def _validate(model_args: ModelArguments, data_args: DataArguments, args: Traini
         raise ValueError("Set a training length: --num_epochs > 0 or --max_steps > 0.")
     if args.save_total_limit is not None and args.save_total_limit < 1:
         raise ValueError(f"--save_total_limit must be at least 1 (or None to keep all), got {args.save_total_limit}.")
-    for name, value in (("label_smoothing", args.label_smoothing), ("hflip", data_args.hflip)):
-        if not 0.0 <= value < 1.0 or (name == "hflip" and value > 1.0):
+    non_negative = {
+        "mixup_alpha": data_args.mixup_alpha,
+        "cutmix_alpha": data_args.cutmix_alpha,
+        "warmup_steps": args.warmup_steps,
+    }
+    for name, value in non_negative.items():
+        if value < 0:
+            raise ValueError(f"--{name} must be >= 0, got {value}.")
+    for name, value in (("hflip", data_args.hflip), ("random_erasing", data_args.random_erasing)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"--{name} must be in [0, 1], got {value}.")
+    for name, value in (("label_smoothing", args.label_smoothing), ("drop_path_rate", model_args.drop_path_rate)):
+        if not 0.0 <= value < 1.0:
             raise ValueError(f"--{name} must be in [0, 1), got {value}.")
-    if not 0.0 < data_args.eval_crop_pct <= 1.0:
-        raise ValueError(f"--eval_crop_pct must be in (0, 1], got {data_args.eval_crop_pct}.")
-    if not 0.0 < data_args.crop_scale_min <= 1.0:
-        raise ValueError(f"--crop_scale_min must be in (0, 1], got {data_args.crop_scale_min}.")
+    fractions = {"eval_crop_pct": data_args.eval_crop_pct, "crop_scale_min": data_args.crop_scale_min}
+    if args.layer_decay is not None:
+        fractions["layer_decay"] = args.layer_decay
+    for name, value in fractions.items():
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"--{name} must be in (0, 1], got {value}.")
     if not 0.0 < data_args.validation_fraction < 1.0:
         raise ValueError(f"--validation_fraction must be in (0, 1), got {data_args.validation_fraction}.")
     trackers(args.report_to)
@@ -184,6 +199,7 @@ def _validate(model_args: ModelArguments, data_args: DataArguments, args: Traini
             raise ValueError(f"--model_overrides must be a JSON object: {error}") from error
         if not isinstance(overrides, dict):
             raise ValueError(f"--model_overrides must be a JSON object, got {model_args.model_overrides!r}.")
+        check_model_overrides(overrides, model_args.image_size)
 
 
 def _read_recipe(path: str) -> dict:
