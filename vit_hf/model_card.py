@@ -89,7 +89,8 @@ classify = pipeline("image-classification", model="{load_id}", trust_remote_code
 classify("image.png")
 ```
 
-or, with vit_hf installed from its source repository, `AutoModelForImageClassification.from_pretrained("{load_id}")` after `import vit_hf`.
+or, with vit_hf installed from its source repository, `AutoModelForImageClassification.from_pretrained("{load_id}")`
+after `import vit_hf`.
 
 ## Training hyperparameters
 
