@@ -61,10 +61,11 @@ def bf16_logits_and_ops(model, pixels):
 
 
 def test_bf16_attention_on_cpu_runs_as_matmuls_as_accurately_as_the_fused_kernel(monkeypatch):
+    torch.manual_seed(0)  # the same weights whatever ran before
     config = tiny_config(num_hidden_layers=4)
     model = ViTHFForImageClassification(config).eval()
     torch.nn.init.normal_(model.head.weight, std=0.5)
-    pixels = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    pixels = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = model(pixels).logits
         logits, ops = bf16_logits_and_ops(model, pixels)
@@ -72,8 +73,10 @@ def test_bf16_attention_on_cpu_runs_as_matmuls_as_accurately_as_the_fused_kernel
         fused_logits, fused_ops = bf16_logits_and_ops(model, pixels)
     fused_kernel = "aten::_scaled_dot_product_flash_attention_for_cpu"
     assert fused_kernel not in ops and fused_kernel in fused_ops
-    error, fused_error = ((out - reference).abs().max().item() for out in (logits, fused_logits))
-    assert 0 < error <= 1.5 * fused_error + 1e-3
+    # Mean error over 16 images: over 30 random models its ratio to the fused kernel's was 0.77 to 1.17 (a single
+    # maximum is too noisy to compare).
+    error, fused_error = ((out - reference).abs().mean().item() for out in (logits, fused_logits))
+    assert 0 < error <= 1.25 * fused_error
 
 
 def test_bf16_attention_on_cpu_trains():
