@@ -11,6 +11,7 @@ VARIANTS = {
     "hybrid": dict(backbone_depths=[1, 1], patch_size=1, image_size=64),  # 1/8 feature map -> 8x8 tokens
     "hybrid_stem_only": dict(backbone_depths=[], patch_size=2, image_size=64),
     "mean_pooled": dict(pooling="mean", class_token=False),
+    "attention_pooled": dict(pooling="map", class_token=False, num_register_tokens=1),
     "overlapping_patches": dict(patch_size=8, patch_stride=4),
     "registers": dict(num_register_tokens=3),
     "layer_scale_qk_norm": dict(layer_scale_init_value=1e-5, qk_norm=True, pre_norm=True, no_embed_class=True),

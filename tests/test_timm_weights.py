@@ -57,6 +57,8 @@ FEATURES = {
     "clip_pre_norm_no_patch_bias": ("vit_base_patch16_clip_224", dict(depth=2)),
     "clip_quick_gelu": ("vit_base_patch16_clip_quickgelu_224", dict(depth=2)),
     "siglip_tanh_gelu_avg_pool": ("vit_base_patch32_siglip_gap_256", dict(depth=2)),
+    "siglip_attention_pool": ("vit_base_patch16_siglip_224", dict(depth=2)),
+    "attention_pool_registers": ("vit_so150m_patch16_reg4_map_256", dict(depth=1)),
     "no_embed_class_flexivit": ("flexivit_small", dict(depth=2)),
     "no_final_norm_radio": ("vit_base_patch16_radio_v3", dict(depth=2, img_size=224)),
     "no_pos_embed": ("vit_small_patch16_224", dict(depth=2, pos_embed="none")),
@@ -309,6 +311,7 @@ TINY = dict(depth=2, embed_dim=64, num_heads=2)
         ("vit_base_patch16_reg4_gap_256", TINY, {}),
         ("vit_medium_patch16_reg4_gap_256", dict(depth=2), {}),
         ("vit_base_patch16_clip_quickgelu_224", TINY, {}),
+        ("vit_base_patch16_siglip_224", TINY, dict(num_labels=7)),
         ("deit3_small_patch16_224", dict(TINY, qk_norm=True), {}),
         ("vit_tiny_r_s16_p8_224", dict(depth=2), dict(image_size=256)),
         ("vit_small_r26_s32_224", dict(depth=1, img_size=64), dict(num_labels=3, image_size=96)),
@@ -459,7 +462,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, checkpoint):
 @pytest.mark.parametrize(
     "name, kwargs, features",
     [
-        ("vit_base_patch16_siglip_224", {}, ["attention-pool head"]),
+        ("vit_small_patch16_224", dict(global_pool="prr"), ["attention-pool head other than 'map'"]),
         ("vit_base_patch16_xp_224", {}, ["parallel attention + MLP blocks", "RMSNorm"]),
         ("vit_base_patch16_rpn_224", {}, ["post-norm residual blocks"]),
         ("vit_dwee_patch16_reg1_gap_256", {}, ["differential attention"]),
@@ -480,6 +483,18 @@ def test_unsupported_timm_features_are_named(name, kwargs, features):
     for feature in features:
         assert any(feature in found for found in error.value.features), (feature, error.value.features)
         assert feature in str(error.value)
+
+
+def test_attention_pool_heads_vit_hf_cannot_compute_are_named():
+    timm_model = random_timm_model("vit_base_patch16_siglip_224", **TINY)
+    pool = timm_model.attn_pool
+    pool.q_norm = torch.nn.LayerNorm(pool.head_dim)
+    pool.latent = torch.nn.Parameter(torch.zeros(1, 2, pool.latent_dim))
+    pool.latent_len = 2
+    with pytest.raises(UnsupportedTimmModelError) as error:
+        from_timm(timm_model)
+    assert "an attention-pool head with query / key norms" in error.value.features
+    assert "an attention-pool head with several queries or its own position embeddings" in error.value.features
 
 
 # --- image processor -------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ HYBRID_PRESETS = {
     "small_r26_s32": dict(MODEL_SIZES["small"], backbone_depths=[2, 2, 2, 2], patch_size=1),
     "tiny_r_s16_p8": dict(MODEL_SIZES["tiny"], backbone_depths=[], patch_size=8),
 }
-POOLING_TYPES = ("cls", "mean", "max", "avgmax")
+POOLING_TYPES = ("cls", "mean", "max", "avgmax", "map")
 
 
 def list_presets() -> list[str]:
@@ -85,7 +85,9 @@ class ViTHFConfig(PreTrainedConfig):
     no_embed_class: bool = False  # True: position embeddings cover the patches only (DeiT-III, big_vision)
     pre_norm: bool = False  # LayerNorm before the blocks (CLIP)
     # Pooling and the head.
-    pooling: str = "cls"  # "cls": class token (ViT paper); "mean": mean of patch tokens; max, avgmax
+    # "cls": class token (ViT paper); "mean": mean of patch tokens; max, avgmax; "map": multihead attention pooling of
+    # the patch tokens by a learned query, then an MLP (SigLIP)
+    pooling: str = "cls"
     final_norm: bool = True
     fc_norm: bool | None = None  # norm after pooling instead of before; None: only for mean/max pooling (timm)
     # Regularisation.
@@ -117,7 +119,7 @@ class ViTHFConfig(PreTrainedConfig):
 
     @property
     def use_fc_norm(self) -> bool:
-        return self.pooling != "cls" if self.fc_norm is None else self.fc_norm
+        return self.pooling not in ("cls", "map") if self.fc_norm is None else self.fc_norm
 
     @property
     def backbone_stride(self) -> int:

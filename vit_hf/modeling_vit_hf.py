@@ -172,15 +172,45 @@ class ViTHFAttention(nn.Module):
 
 
 class ViTHFMLP(nn.Module):
-    def __init__(self, config: ViTHFConfig):
+    def __init__(self, config: ViTHFConfig, dropout: float | None = None):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
         self.act = ACT2FN[config.hidden_act]
         self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.drop = nn.Dropout(config.hidden_dropout_prob)
+        self.drop = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.drop(self.fc2(self.drop(self.act(self.fc1(hidden_states)))))
+
+
+class ViTHFAttentionPool(nn.Module):
+    """Multihead attention pooling (`pooling="map"`, SigLIP's head; timm's AttentionPoolLatent): one learned query
+    attends over the tokens, then a pre-norm MLP adds its residual. The attention runs through torch's sdpa kernel
+    whatever the encoder's attention implementation; it has no dropout, as in timm."""
+
+    def __init__(self, config: ViTHFConfig):
+        super().__init__()
+        dim = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.latent = nn.Parameter(torch.zeros(1, 1, dim))
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.mlp = ViTHFMLP(config, dropout=0.0)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        batch, length, dim = tokens.shape
+        head_dim = dim // self.num_heads
+        query = self.q(self.latent.expand(batch, -1, -1))  # (B, 1, C)
+        query = query.view(batch, 1, self.num_heads, head_dim).transpose(1, 2)  # (B, heads, 1, head_dim)
+        key, value = (
+            part.view(batch, length, self.num_heads, head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
+            for part in self.kv(tokens).split(dim, dim=-1)
+        )
+        pooled = F.scaled_dot_product_attention(query, key, value)  # (B, heads, 1, head_dim)
+        pooled = self.proj(pooled.transpose(1, 2).reshape(batch, dim))  # (B, C)
+        return pooled + self.mlp(self.norm(pooled))
 
 
 class LayerScale(nn.Module):
@@ -275,6 +305,8 @@ class ViTHFPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, LayerScale):
             init.constant_(module.gamma, module.init_value)
+        elif isinstance(module, ViTHFAttentionPool):
+            init.trunc_normal_(module.latent, std=module.latent.shape[-1] ** -0.5)
         elif isinstance(module, ViTHFModel):
             if module.pos_embed is not None:
                 init.trunc_normal_(module.pos_embed, std=std)
@@ -313,6 +345,7 @@ class ViTHFModel(ViTHFPreTrainedModel):
         use_norm = config.final_norm and not config.use_fc_norm
         use_fc_norm = config.final_norm and config.use_fc_norm
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_norm else nn.Identity()
+        self.attn_pool = ViTHFAttentionPool(config) if config.pooling == "map" else None
         self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_fc_norm else nn.Identity()
         self.post_init()
 
@@ -349,6 +382,8 @@ class ViTHFModel(ViTHFPreTrainedModel):
         if pooling == "cls":
             return hidden_states[:, 0]
         patch_tokens = hidden_states[:, self.config.num_prefix_tokens :]  # registers and class token excluded
+        if pooling == "map":
+            return self.attn_pool(patch_tokens)
         if pooling == "mean":
             return patch_tokens.mean(dim=1)
         if pooling == "max":

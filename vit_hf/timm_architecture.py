@@ -2,7 +2,7 @@
 
 Everything comes from the model's modules and attributes, never from its name, so custom timm models (other
 depths, widths, pooling...) convert as well as registered ones. Anything that changes the computation and has no
-ViTHFConfig equivalent (an RMSNorm, a SwiGLU MLP, an attention-pool head, a ResNet-D backbone...) is collected and
+ViTHFConfig equivalent (an RMSNorm, a SwiGLU MLP, a ResNet-D backbone...) is collected and
 reported in one `UnsupportedTimmModelError`, so the conversion is exact or does not happen. The way back,
 `timm_kwargs_from_config`, gives every `timm.create_model` keyword argument of a config, or names what timm lacks.
 """
@@ -12,6 +12,7 @@ from functools import partial
 from timm.layers import (
     GELU,
     Attention,
+    AttentionPoolLatent,
     GELUTanh,
     GroupNormAct,
     HybridEmbed,
@@ -48,7 +49,7 @@ TIMM_ACTIVATIONS = {
     "relu": "relu",
 }
 # timm's pooling names -> ViTHFConfig.pooling.
-POOLING = {"token": "cls", "avg": "mean", "max": "max", "avgmax": "avgmax"}
+POOLING = {"token": "cls", "avg": "mean", "max": "max", "avgmax": "avgmax", "map": "map"}
 TIMM_POOLING = {pooling: name for name, pooling in POOLING.items()}
 # Blocks, attention and MLP layers timm's ViTs use that vit_hf does not implement, by the feature they stand for.
 UNSUPPORTED_LAYERS = {
@@ -309,7 +310,7 @@ def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict |
 
 def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
     if model.attn_pool is not None:
-        problems.append(f"an attention-pool head (global_pool={model.global_pool!r}, {type(model.attn_pool).__name__})")
+        problems.extend(_attention_pool_problems(model))
     elif model.global_pool not in POOLING:
         problems.append(f"no pooling (global_pool={model.global_pool!r}: a head on every token)")
     if model.pool_include_prefix:
@@ -328,9 +329,38 @@ def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
     )
 
 
+def _attention_pool_problems(model: VisionTransformer) -> list[str]:
+    """What keeps an attention-pool head from being vit_hf's `pooling="map"`: one learned query with projections
+    and biases, the blocks' heads, MLP width and activation, a LayerNorm before the MLP."""
+    pool = model.attn_pool
+    if type(pool) is not AttentionPoolLatent or model.global_pool != "map":
+        return [f"an attention-pool head other than 'map' (global_pool={model.global_pool!r}, {type(pool).__name__})"]
+    problems = []
+    block = model.blocks[0] if len(model.blocks) else None
+    same_as_blocks = (
+        type(block) is Block
+        and pool.num_heads == block.attn.num_heads
+        and type(pool.mlp) is Mlp
+        and pool.mlp.fc1.out_features == block.mlp.fc1.out_features
+        and type(pool.mlp.act) is type(block.mlp.act)
+        and getattr(pool.mlp.act, "approximate", None) == getattr(block.mlp.act, "approximate", None)
+    )
+    if not same_as_blocks:
+        problems.append("an attention-pool head whose heads, MLP width or activation differ from the blocks'")
+    if pool.latent_len != 1 or pool.pos_embed is not None:
+        problems.append("an attention-pool head with several queries or its own position embeddings")
+    if not isinstance(pool.q, nn.Linear) or pool.q.bias is None or pool.kv.bias is None:
+        problems.append("an attention-pool head without a biased query projection (q_proj / qkv_bias)")
+    if not (_is_identity(pool.q_norm) and _is_identity(pool.k_norm)):
+        problems.append("an attention-pool head with query / key norms")
+    if _is_identity(pool.norm):
+        problems.append("an attention-pool head without a norm before its MLP")
+    return problems
+
+
 def _layer_norm_eps(model: VisionTransformer, problems: list[str]) -> float:
     """The one LayerNorm eps of the transformer (vit_hf uses a single `layer_norm_eps`)."""
-    norms = [model.norm_pre, model.norm, model.fc_norm]
+    norms = [model.norm_pre, model.norm, model.fc_norm, getattr(model.attn_pool, "norm", None)]
     for block in model.blocks:
         norms += [getattr(block, name, None) for name in ("norm1", "norm2")]
         attn = getattr(block, "attn", None)
