@@ -59,6 +59,7 @@ from vit_hf.transforms import (
 )
 
 logger = logging.getLogger("vit_hf.finetune")
+SHARED_DIR_PATIENCE = 60.0  # seconds: NFS clients cache "no such file" answers for up to about a minute
 BEST_WEIGHTS = "best_model.safetensors"  # inside a checkpoint: the best validation weights up to its step
 
 
@@ -144,7 +145,8 @@ def dataloader(dataset, batch_size: int, seed: int | None, workers: int, pin_mem
 def check_output_dir(args: TrainingArguments) -> None:
     """Runs on every process, so that all of them stop on bad input instead of waiting for each other."""
     output_dir = Path(args.output_dir)
-    has_content = output_dir.is_dir() and any(output_dir.iterdir())
+    # Hidden entries are temporaries of an interrupted run, removed at start.
+    has_content = output_dir.is_dir() and any(not entry.name.startswith(".") for entry in output_dir.iterdir())
     if has_content and args.resume_from_checkpoint is None and not args.overwrite_output_dir:
         raise ValueError(
             f"--output_dir {output_dir} is not empty. Resume with --resume_from_checkpoint latest, pass "
@@ -175,6 +177,9 @@ def check_output_dir_shared(accelerator: Accelerator, output_dir: Path) -> None:
     if accelerator.is_main_process:
         marker.touch()
     accelerator.wait_for_everyone()
+    deadline = time.monotonic() + SHARED_DIR_PATIENCE  # a network filesystem may show a new file with some delay
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(1.0)
     visible = gather_object([(marker.exists(), socket.gethostname())])
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -395,8 +400,6 @@ class FineTuning:
             if self.best_weights_file.is_file():  # the best weights so far travel with the checkpoint
                 snapshot(self.best_weights_file, tmp / BEST_WEIGHTS)
             state = {"step": self.global_step, "log_history": self.log_history, "best": self.best}
-            if self.checkpoint_uploads:
-                self.checkpoint_uploads.wait()  # the checkpoint it pushes may be rotated out next
             path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
             logger.info("saved %s", path)
             if self.checkpoint_uploads:
@@ -520,17 +523,20 @@ class FineTuning:
         if self.args.final_weights == "best" and self.best_weights_file.is_file():
             model.load_state_dict(load_file(str(self.best_weights_file)))
             logger.info("final weights: the best validation accuracy, at step %s", self.best["step"])
-        batch = self.hyperparameters()["total_batch_size"]
-        training = self.train_runtime - self.pause_seconds  # throughput of training itself, without evaluations
         results = {
-            "train_runtime": self.train_runtime,
-            "train_evaluation_and_checkpoint_seconds": self.pause_seconds,
-            "train_steps_per_second": self.steps_this_run / training if training else 0.0,
-            "train_samples_per_second": self.steps_this_run * batch / training if training else 0.0,
             "step": self.global_step,
             "epoch": self.global_step / self.steps_per_epoch,
             "best_step": self.best["step"],
         }
+        if self.steps_this_run:  # (a resumed run with nothing left to train has no timings to report)
+            batch = self.hyperparameters()["total_batch_size"]
+            training = self.train_runtime - self.pause_seconds  # training itself, without evaluations and checkpoints
+            results.update(
+                train_runtime=self.train_runtime,
+                train_evaluation_and_checkpoint_seconds=self.pause_seconds,
+                train_steps_per_second=self.steps_this_run / training,
+                train_samples_per_second=self.steps_this_run * batch / training,
+            )
         train_losses = [entry["loss"] for entry in self.log_history if "loss" in entry]
         if train_losses:
             results["train_loss"] = train_losses[-1]
@@ -582,8 +588,6 @@ class FineTuning:
         all_gather's tensors takes the GIL during shutdown, which ends in std::terminate (SIGABRT) in about one run
         in three on a busy CPU. Dropping the wrapped objects first lets the group be destroyed and its threads
         joined while Python is fully alive."""
-        if self.checkpoint_uploads:
-            self.checkpoint_uploads.wait()
         self.accelerator.wait_for_everyone()
         self.model = self.optimizer = self.scheduler = self.ema = None
         self.train_loader = self.validation_loader = self.test_loader = None
@@ -594,6 +598,7 @@ class FineTuning:
 
 def training_function(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> int:
     run = FineTuning(model_args, data_args, args)
+    is_main = run.accelerator.is_main_process
     run.resume()
     stopped_by = run.train()
     if stopped_by:
@@ -603,20 +608,25 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
             run.global_step,
         )
         run.finish()
+        if run.checkpoint_uploads:
+            run.checkpoint_uploads.wait()
         return 128 + signal.Signals[stopped_by].value
     model, results, confusion = run.final_results()
     state_dict = run.accelerator.get_state_dict(model)  # a collective under FSDP: every process takes part
     logger.info("final results: %s", json.dumps(results, indent=1))
     run.accelerator.log({f"final/{k}": v for k, v in results.items() if isinstance(v, (int, float))}, run.global_step)
-    pushed = True
-    if run.accelerator.is_main_process:
+    if is_main:
         run.write_outputs(model, state_dict, results, confusion)
-        if run.repo_id:
-            pushed = upload_or_explain(
-                run.output_dir, run.repo_id, commit_message="End of training", private=args.hub_private_repo
-            )
     run.finish()
-    return 0 if pushed else 1
+    # Uploads run after the processes have parted, so none waits in a collective (and times out) meanwhile.
+    if run.checkpoint_uploads:
+        run.checkpoint_uploads.wait()
+    if is_main and run.repo_id:
+        pushed = upload_or_explain(
+            run.output_dir, run.repo_id, commit_message="End of training", private=args.hub_private_repo
+        )
+        return 0 if pushed else 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,60 +1,75 @@
-"""Checkpoint pushes during training: one at a time, finished before old checkpoints are rotated out, failures logged
-without stopping training."""
+"""Checkpoint pushes during training: in the background from hard-linked snapshots, one at a time, the newest
+replacing one still waiting, failures logged without stopping training."""
 
 import logging
 import threading
-from concurrent.futures import Future
 from pathlib import Path
 from unittest import mock
 
+from huggingface_hub import HfApi
+
+from vit_hf.checkpointing import finalize_checkpoint, temporary_checkpoint_dir
 from vit_hf.hub import CheckpointUploads
 
 
-def finished(error: Exception | None = None) -> Future:
-    future = Future()
-    future.set_exception(error) if error else future.set_result("commit")
-    return future
+def save_checkpoint(output_dir: Path, step: int, keep_last: int = 1) -> Path:
+    tmp = temporary_checkpoint_dir(output_dir, step)
+    tmp.mkdir(parents=True)
+    (tmp / "model.safetensors").write_text(f"weights of step {step}")
+    return finalize_checkpoint(output_dir, step, {"step": step}, keep_last)
 
 
-def test_a_new_push_waits_for_the_previous_one(tmp_path):
-    release, order = threading.Event(), []
+class SlowHub:
+    """Stands in for push_folder: each push blocks until released and records the files it read."""
 
-    def slow_push(folder, *args, **kwargs):
-        future = Future()
+    def __init__(self):
+        self.release = threading.Event()
+        self.started = threading.Event()
+        self.sent = {}
 
-        def complete():
-            release.wait(5)
-            order.append(f"done {folder.name}")
-            future.set_result("commit")
+    def push(self, folder, repo_id, *, path_in_repo, **kwargs):
+        self.started.set()
+        self.release.wait(10)
+        self.sent[path_in_repo] = (Path(folder) / "model.safetensors").read_text()
 
-        order.append(f"start {folder.name}")
-        threading.Thread(target=complete).start()
-        return future
 
-    uploads = CheckpointUploads("someone/vit")
-    with mock.patch("vit_hf.hub.push_folder", side_effect=slow_push):
-        uploads.start(Path(tmp_path / "checkpoint-4"))
-        threading.Timer(0.2, release.set).start()
-        uploads.start(Path(tmp_path / "checkpoint-8"))
-        assert order[:3] == ["start checkpoint-4", "done checkpoint-4", "start checkpoint-8"]
+def test_training_goes_on_and_rotation_is_safe_while_a_push_runs(tmp_path):
+    hub, uploads = SlowHub(), CheckpointUploads("someone/vit")
+    with mock.patch("vit_hf.hub.push_folder", side_effect=hub.push):
+        uploads.start(save_checkpoint(tmp_path, 4))  # returns at once
+        assert hub.started.wait(5)
+        uploads.start(save_checkpoint(tmp_path, 8))  # rotates checkpoint-4 out while it is being pushed
+        uploads.start(save_checkpoint(tmp_path, 12))  # replaces checkpoint-8, still waiting its turn
+        assert not (tmp_path / "checkpoint-4").exists()
+        hub.release.set()
         assert uploads.wait()
-    assert order[-1] == "done checkpoint-8" and uploads.pending is None
+    assert hub.sent == {"checkpoint-4": "weights of step 4", "checkpoint-12": "weights of step 12"}
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["checkpoint-12"]  # no snapshots left
 
 
 def test_a_failed_checkpoint_push_is_logged_not_raised(tmp_path, caplog):
+    """Even when the repository cannot be created: nothing the Hub does reaches the training loop."""
     uploads = CheckpointUploads("someone/vit")
-    with mock.patch("vit_hf.hub.push_folder", return_value=finished(ConnectionError("network is down"))):
-        uploads.start(tmp_path / "checkpoint-4")
-    with caplog.at_level(logging.WARNING, logger="vit_hf.hub"):
+    with (
+        mock.patch.object(HfApi, "create_repo", side_effect=ConnectionError("network is down")),
+        caplog.at_level(logging.WARNING, logger="vit_hf.hub"),
+    ):
+        uploads.start(save_checkpoint(tmp_path, 4))
         assert not uploads.wait()
     assert "checkpoint-4" in caplog.text and "network is down" in caplog.text and "stays on disk" in caplog.text
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["checkpoint-4"]
     assert uploads.wait()  # nothing pending any more
 
 
 def test_checkpoints_are_pushed_into_their_own_folder_of_the_repo(tmp_path):
     uploads = CheckpointUploads("someone/vit", private=True)
-    with mock.patch("vit_hf.hub.push_folder", return_value=finished()) as push:
-        uploads.start(tmp_path / "checkpoint-12")
+    with mock.patch("vit_hf.hub.push_folder") as push:
+        uploads.start(save_checkpoint(tmp_path, 12))
+        assert uploads.wait()
     push.assert_called_once_with(
-        tmp_path / "checkpoint-12", "someone/vit", private=True, path_in_repo="checkpoint-12", run_as_future=True
+        tmp_path / ".upload-checkpoint-12",
+        "someone/vit",
+        private=True,
+        path_in_repo="checkpoint-12",
+        commit_message="Add checkpoint-12",
     )

@@ -3,16 +3,18 @@ missing processors are handled clearly, and --model_overrides only reshapes a pr
 
 import json
 import logging
+from unittest import mock
 
 import pytest
 import torch
+from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 from transformers import ViTConfig, ViTForImageClassification
 
 from tests.conftest import tiny_config
 from vit_hf import ViTHFForImageClassification
 from vit_hf.arguments import ModelArguments, parse_arguments
 from vit_hf.image_processing import IMAGENET_DEFAULT_MEAN, make_image_processor
-from vit_hf.model_loading import load_model_for_finetuning
+from vit_hf.model_loading import has_image_processor, load_model_for_finetuning
 
 SAVED_LABELS = {0: "cat", 1: "dog", 2: "bird"}
 
@@ -104,3 +106,22 @@ def test_image_size_in_overrides_and_flag_is_a_clear_error_when_loading():
     model_args = ModelArguments(model="tiny_patch16_224", image_size=32, model_overrides='{"image_size": 64}')
     with pytest.raises(ValueError, match="use one of them"):
         load_model_for_finetuning(model_args, {0: "a"})
+
+
+def test_a_bf16_folder_trains_from_float32_weights(tmp_path):
+    """Mixed precision comes from autocast; the weights the optimizer updates stay float32."""
+    ViTHFForImageClassification(tiny_config(num_labels=3)).to(torch.bfloat16).save_pretrained(tmp_path / "bf16")
+    make_image_processor(32).save_pretrained(tmp_path / "bf16")
+    model, _, _ = load_model_for_finetuning(ModelArguments(model=str(tmp_path / "bf16")), {0: "a", 1: "b"})
+    assert {parameter.dtype for parameter in model.parameters()} == {torch.float32}
+
+
+def test_only_a_definite_answer_from_the_hub_means_no_image_processor():
+    with mock.patch("vit_hf.model_loading.hf_hub_download", return_value="/cache/preprocessor_config.json"):
+        assert has_image_processor("someone/vit")
+    missing = RemoteEntryNotFoundError("404 preprocessor_config.json", response=mock.Mock())
+    with mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=missing):
+        assert not has_image_processor("someone/vit")
+    offline = LocalEntryNotFoundError("offline and not in the cache")  # unknown: never guess a normalisation
+    with mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=offline), pytest.raises(OSError):
+        has_image_processor("someone/vit")

@@ -61,16 +61,21 @@ def finalize_checkpoint(output_dir: str | Path, step: int, state: dict, keep_las
     return final
 
 
+def link_or_copy(source: str | Path, target: str | Path) -> None:
+    """A hard link where the filesystem allows, else a copy. Files here are only ever replaced, never modified in
+    place, so a link keeps the content of the moment without copying bytes."""
+    try:
+        os.link(source, target)
+    except OSError:  # another filesystem, or links unsupported
+        shutil.copy2(source, target)
+
+
 def snapshot(source: str | Path, target: str | Path) -> None:
-    """Place `source` at `target` without copying bytes where the filesystem allows (a hard link: files here are
-    only ever replaced, never modified in place, so the link keeps the content of the moment)."""
+    """Place `source` at `target` (replacing it whole) by `link_or_copy`."""
     target = Path(target)
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.unlink(missing_ok=True)
-    try:
-        os.link(source, tmp)
-    except OSError:  # another filesystem, or links unsupported
-        shutil.copy2(source, tmp)
+    link_or_copy(source, tmp)
     os.replace(tmp, target)
 
 
@@ -79,9 +84,10 @@ def read_state(checkpoint: str | Path) -> dict:
 
 
 def remove_stale_temporaries(output_dir: str | Path) -> None:
-    """Leftovers of a save interrupted by a crash."""
-    for entry in Path(output_dir).glob(".tmp-checkpoint-*"):
-        shutil.rmtree(entry, ignore_errors=True)
+    """Leftovers of a run killed mid-save, mid-push or mid-start."""
+    for pattern in (".tmp-checkpoint-*", ".upload-checkpoint-*", ".shared-*"):
+        for entry in Path(output_dir).glob(pattern):
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: str | Path, data) -> None:

@@ -3,9 +3,13 @@ token, the exact list of files that would be sent, and the upload itself."""
 
 import fnmatch
 import logging
+import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from huggingface_hub import HfApi
+
+from .checkpointing import link_or_copy
 
 logger = logging.getLogger(__name__)
 # Training-only state stays local: checkpoints (pushed separately on request), hidden temporaries, logs.
@@ -67,31 +71,47 @@ def push_folder(
 
 
 class CheckpointUploads:
-    """Checkpoint pushes in the background, one at a time. Wait for the pending one before old checkpoints are
-    rotated out (it may be one of them) and before the end of training; a failed checkpoint push is logged, not
-    raised: the checkpoint is still on disk and training goes on."""
+    """Checkpoint pushes on a background thread, so training never waits for the network. Each push sends a
+    hard-linked snapshot of the checkpoint (no bytes copied), so rotating old checkpoints out cannot pull files from
+    under it. One push runs at a time; when the next checkpoint arrives while one still waits its turn, the newer one
+    replaces it. A failed push is logged, not raised: the checkpoint is still on disk and training goes on."""
 
     def __init__(self, repo_id: str, private: bool | None = None):
         self.repo_id, self.private = repo_id, private
-        self.pending = None  # (future, folder)
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint-push")
+        self.futures: list[tuple[Future, str, Path]] = []  # (push, checkpoint name, snapshot)
 
-    def start(self, folder: Path) -> None:
-        self.wait()
-        future = push_folder(folder, self.repo_id, private=self.private, path_in_repo=folder.name, run_as_future=True)
-        self.pending = (future, folder)
+    def start(self, checkpoint: Path) -> None:
+        if self.futures:
+            future, name, snapshot = self.futures[-1]
+            if future.cancel():  # still waiting its turn: the newer checkpoint goes instead
+                shutil.rmtree(snapshot, ignore_errors=True)
+                self.futures.pop()
+                logger.info("skipping the push of %s: %s replaces it", name, checkpoint.name)
+        snapshot = checkpoint.with_name(f".upload-{checkpoint.name}")
+        shutil.rmtree(snapshot, ignore_errors=True)
+        shutil.copytree(checkpoint, snapshot, copy_function=link_or_copy)
+        future = self.executor.submit(self._push, snapshot, checkpoint.name)
+        self.futures.append((future, checkpoint.name, snapshot))
+
+    def _push(self, snapshot: Path, name: str) -> bool:
+        try:
+            push_folder(snapshot, self.repo_id, private=self.private, path_in_repo=name, commit_message=f"Add {name}")
+        except Exception as error:  # offline, no permission, rate limit: the checkpoint stays on disk
+            logger.warning("Could not push %s to %s (%s); it stays on disk.", name, self.repo_id, error)
+            return False
+        finally:
+            shutil.rmtree(snapshot, ignore_errors=True)
+        logger.info("pushed %s to https://huggingface.co/%s", name, self.repo_id)
+        return True
 
     def wait(self) -> bool:
-        """True when nothing is pending or the pending push succeeded."""
-        if self.pending is None:
-            return True
-        (future, folder), self.pending = self.pending, None
-        try:
-            future.result()
-        except Exception as error:
-            logger.warning("Could not push %s to %s (%s); it stays on disk.", folder.name, self.repo_id, error)
-            return False
-        logger.info("pushed %s to https://huggingface.co/%s", folder.name, self.repo_id)
-        return True
+        """Finish every push; True when all of them succeeded. Call it outside any barrier: it may take minutes."""
+        if self.futures:
+            logger.info("waiting for the checkpoint push to %s to finish", self.repo_id)
+        results = [future.result() for future, _, _ in self.futures if not future.cancelled()]
+        self.futures = []
+        return all(results)
 
 
 def upload_or_explain(

@@ -8,9 +8,12 @@ import json
 import logging
 from pathlib import Path
 
+import torch
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import RemoteEntryNotFoundError
 from torch import nn
 from transformers import AutoImageProcessor
-from transformers.utils import IMAGE_PROCESSOR_NAME, cached_file
+from transformers.utils import IMAGE_PROCESSOR_NAME
 
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing import make_image_processor
@@ -102,7 +105,11 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         )
     config = ViTHFConfig.from_dict(config_dict)
     model = ViTHFForImageClassification.from_pretrained(
-        name, config=config, attn_implementation=model_args.attn_implementation
+        # float32 master weights whatever the saved dtype: mixed precision comes from autocast
+        name,
+        config=config,
+        attn_implementation=model_args.attn_implementation,
+        dtype=torch.float32,
     )
     # The saved head is kept only for the very same labels in the same order; else a fresh, zero-initialised one.
     if {int(index): label for index, label in config.id2label.items()} != id2label:
@@ -110,7 +117,7 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         model.head = nn.Linear(config.hidden_size, len(id2label), device=model.device, dtype=model.dtype)
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
-    if cached_file(name, IMAGE_PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False):
+    if has_image_processor(name):
         processor = AutoImageProcessor.from_pretrained(name)
     else:
         logger.warning(
@@ -124,3 +131,16 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
     if image_size and image_size != model.config.image_size:
         model.set_image_size(image_size)
     return model, processor, name
+
+
+def has_image_processor(name: str) -> bool:
+    """Whether a vit_hf folder or Hub repo holds an image processor. Only a definite no (a folder without the file,
+    a repo the Hub says lacks it) is False; without a network and the file in the cache, the Hub's error is raised
+    rather than guessing a normalisation."""
+    if Path(name).is_dir():
+        return (Path(name) / IMAGE_PROCESSOR_NAME).is_file()
+    try:
+        hf_hub_download(name, IMAGE_PROCESSOR_NAME)
+    except RemoteEntryNotFoundError:
+        return False
+    return True
