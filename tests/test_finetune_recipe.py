@@ -135,17 +135,26 @@ def test_output_loads_without_vit_hf_and_through_pipeline(finished_run, tmp_path
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
 
 
+def resume_from(cifar, finished_run, checkpoint: str, output: Path) -> str:
+    """Run the recipe in a fresh folder holding only `checkpoint` of the finished run; returns its log."""
+    output.mkdir()
+    subprocess.run(["cp", "-r", str(finished_run / checkpoint), str(output)], check=True)
+    result = run_recipe(recipe_args(cifar, output, resume_from_checkpoint="latest"))
+    assert result.returncode == 0, result.stderr[-4000:]
+    return result.stderr
+
+
+def assert_same_weights(first: Path, second: Path) -> None:
+    expected, actual = load_file(first), load_file(second)
+    assert all(torch.equal(expected[name], actual[name]) for name in expected), (first, second)
+
+
 def test_resumed_run_equals_uninterrupted_run(cifar, finished_run, tmp_path):
     """A run restarted from its step-4 checkpoint (what an interruption leaves) ends with the same weights."""
     resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    subprocess.run(["cp", "-r", str(finished_run / "checkpoint-4"), str(resumed)], check=True)
-    result = run_recipe(recipe_args(cifar, resumed, resume_from_checkpoint="latest"))
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "resumed from" in result.stderr
+    assert "resumed from" in resume_from(cifar, finished_run, "checkpoint-4", resumed)
     for checkpoint in ("checkpoint-8/model.safetensors", "model.safetensors"):
-        expected, actual = load_file(finished_run / checkpoint), load_file(resumed / checkpoint)
-        assert all(torch.equal(expected[name], actual[name]) for name in expected), checkpoint
+        assert_same_weights(finished_run / checkpoint, resumed / checkpoint)
     original = json.loads((finished_run / "all_results.json").read_text())
     again = json.loads((resumed / "all_results.json").read_text())
     assert again["test_accuracy"] == original["test_accuracy"] and again["eval_loss"] == original["eval_loss"]
@@ -154,14 +163,9 @@ def test_resumed_run_equals_uninterrupted_run(cifar, finished_run, tmp_path):
 def test_resuming_a_finished_run_trains_no_further(cifar, finished_run, tmp_path):
     """A job restarted after its last checkpoint (say, killed while writing the outputs) only writes the outputs."""
     resumed = tmp_path / "resumed"
-    resumed.mkdir()
-    subprocess.run(["cp", "-r", str(finished_run / "checkpoint-8"), str(resumed)], check=True)
-    result = run_recipe(recipe_args(cifar, resumed, resume_from_checkpoint="latest"))
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert "nothing left to train" in result.stderr
+    assert "nothing left to train" in resume_from(cifar, finished_run, "checkpoint-8", resumed)
     assert json.loads((resumed / "all_results.json").read_text())["step"] == 8
-    expected, actual = load_file(finished_run / "model.safetensors"), load_file(resumed / "model.safetensors")
-    assert all(torch.equal(expected[name], actual[name]) for name in expected)
+    assert_same_weights(finished_run / "model.safetensors", resumed / "model.safetensors")
 
 
 def test_sigterm_saves_a_checkpoint_that_resumes(cifar, tmp_path):
