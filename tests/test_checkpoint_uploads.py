@@ -73,3 +73,18 @@ def test_checkpoints_are_pushed_into_their_own_folder_of_the_repo(tmp_path):
         path_in_repo="checkpoint-12",
         commit_message="Add checkpoint-12",
     )
+
+
+def test_a_checkpoint_that_cannot_be_snapshot_is_skipped_not_raised(tmp_path, caplog):
+    uploads = CheckpointUploads("someone/vit")
+    full_disk = OSError(28, "No space left on device")
+    with (
+        mock.patch("vit_hf.hub.link_or_copy", side_effect=full_disk),
+        mock.patch("vit_hf.hub.push_folder") as push,
+        caplog.at_level(logging.WARNING, logger="vit_hf.hub"),
+    ):
+        uploads.start(save_checkpoint(tmp_path, 4))
+        assert uploads.wait()
+    push.assert_not_called()
+    assert "Could not snapshot checkpoint-4" in caplog.text and "No space left" in caplog.text
+    assert sorted(entry.name for entry in tmp_path.iterdir()) == ["checkpoint-4"]

@@ -7,6 +7,7 @@ from unittest import mock
 
 import pytest
 import torch
+from huggingface_hub import _CACHED_NO_EXIST
 from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 from transformers import ViTConfig, ViTForImageClassification
 
@@ -125,3 +126,9 @@ def test_only_a_definite_answer_from_the_hub_means_no_image_processor():
     offline = LocalEntryNotFoundError("offline and not in the cache")  # unknown: never guess a normalisation
     with mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=offline), pytest.raises(OSError):
         has_image_processor("someone/vit")
+    # Offline, but an earlier online run cached the Hub's answer that the repo has no such file.
+    with (
+        mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=offline),
+        mock.patch("vit_hf.model_loading.try_to_load_from_cache", return_value=_CACHED_NO_EXIST),
+    ):
+        assert not has_image_processor("someone/vit")

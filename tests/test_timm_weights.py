@@ -9,6 +9,7 @@ import timm
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from timm.layers import SwiGLU
 from transformers import AutoImageProcessor
 
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model, randomize_weights_
@@ -463,6 +464,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, checkpoint):
     "name, kwargs, features",
     [
         ("vit_small_patch16_224", dict(global_pool="prr"), ["attention-pool head other than 'map'"]),
+        ("vit_base_patch16_siglip_224", dict(mlp_layer=SwiGLU), ["SwiGLU", "attention-pool head whose heads, MLP"]),
         ("vit_base_patch16_xp_224", {}, ["parallel attention + MLP blocks", "RMSNorm"]),
         ("vit_base_patch16_rpn_224", {}, ["post-norm residual blocks"]),
         ("vit_dwee_patch16_reg1_gap_256", {}, ["differential attention"]),
@@ -491,10 +493,12 @@ def test_attention_pool_heads_vit_hf_cannot_compute_are_named():
     pool.q_norm = torch.nn.LayerNorm(pool.head_dim)
     pool.latent = torch.nn.Parameter(torch.zeros(1, 2, pool.latent_dim))
     pool.latent_len = 2
+    pool.proj_drop.p = 0.1
     with pytest.raises(UnsupportedTimmModelError) as error:
         from_timm(timm_model)
     assert "an attention-pool head with query / key norms" in error.value.features
     assert "an attention-pool head with several queries or its own position embeddings" in error.value.features
+    assert "an attention-pool head with dropout" in error.value.features
 
 
 # --- image processor -------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ token, the exact list of files that would be sent, and the upload itself."""
 
 import fnmatch
 import logging
+import os
 import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -90,7 +91,17 @@ class CheckpointUploads:
                 logger.info("skipping the push of %s: %s replaces it", name, checkpoint.name)
         snapshot = checkpoint.with_name(f".upload-{checkpoint.name}")
         shutil.rmtree(snapshot, ignore_errors=True)
-        shutil.copytree(checkpoint, snapshot, copy_function=link_or_copy)
+        try:
+            shutil.copytree(checkpoint, snapshot, copy_function=link_or_copy)
+        except (OSError, shutil.Error) as error:  # e.g. a full disk where hard links are not available
+            shutil.rmtree(snapshot, ignore_errors=True)
+            logger.warning("Could not snapshot %s for the Hub (%s); it is not pushed.", checkpoint.name, error)
+            return
+        if not self.futures and not _same_file(checkpoint, snapshot):
+            logger.warning(
+                "%s has no hard links: each checkpoint is copied before its push, and training waits for the copy.",
+                checkpoint.parent,
+            )
         future = self.executor.submit(self._push, snapshot, checkpoint.name)
         self.futures.append((future, checkpoint.name, snapshot))
 
@@ -106,12 +117,19 @@ class CheckpointUploads:
         return True
 
     def wait(self) -> bool:
-        """Finish every push; True when all of them succeeded. Call it outside any barrier: it may take minutes."""
-        if self.futures:
+        """Finish the pushes started since the last wait; True when all of them succeeded. Call it outside any
+        barrier: it may take minutes."""
+        if any(not future.done() for future, _, _ in self.futures):
             logger.info("waiting for the checkpoint push to %s to finish", self.repo_id)
         results = [future.result() for future, _, _ in self.futures if not future.cancelled()]
         self.futures = []
         return all(results)
+
+
+def _same_file(checkpoint: Path, snapshot: Path) -> bool:
+    """Whether the snapshot's files are hard links to the checkpoint's (checked on one file)."""
+    first = next((path for path in checkpoint.rglob("*") if path.is_file()), None)
+    return first is None or os.path.samefile(first, snapshot / first.relative_to(checkpoint))
 
 
 def upload_or_explain(

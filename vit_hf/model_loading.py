@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 
 import torch
-from huggingface_hub import hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError
+from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
 from torch import nn
 from transformers import AutoImageProcessor
 from transformers.utils import IMAGE_PROCESSOR_NAME
@@ -143,4 +143,9 @@ def has_image_processor(name: str) -> bool:
         hf_hub_download(name, IMAGE_PROCESSOR_NAME)
     except RemoteEntryNotFoundError:
         return False
+    except LocalEntryNotFoundError:
+        # Offline: an earlier online run may have recorded in the cache that the repo lacks the file.
+        if try_to_load_from_cache(name, IMAGE_PROCESSOR_NAME) is _CACHED_NO_EXIST:
+            return False
+        raise
     return True

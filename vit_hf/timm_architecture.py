@@ -330,31 +330,37 @@ def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
 
 
 def _attention_pool_problems(model: VisionTransformer) -> list[str]:
-    """What keeps an attention-pool head from being vit_hf's `pooling="map"`: one learned query with projections
-    and biases, the blocks' heads, MLP width and activation, a LayerNorm before the MLP."""
+    """What keeps an attention-pool head from being vit_hf's `pooling="map"`: one learned query of the model's
+    width with biased projections, the blocks' heads, MLP width and activation, a LayerNorm before the MLP, no
+    dropout."""
     pool = model.attn_pool
     if type(pool) is not AttentionPoolLatent or model.global_pool != "map":
         return [f"an attention-pool head other than 'map' (global_pool={model.global_pool!r}, {type(pool).__name__})"]
     problems = []
     block = model.blocks[0] if len(model.blocks) else None
+    standard_mlps = type(block) is Block and type(block.mlp) is Mlp and type(pool.mlp) is Mlp
     same_as_blocks = (
-        type(block) is Block
+        standard_mlps
         and pool.num_heads == block.attn.num_heads
-        and type(pool.mlp) is Mlp
         and pool.mlp.fc1.out_features == block.mlp.fc1.out_features
         and type(pool.mlp.act) is type(block.mlp.act)
         and getattr(pool.mlp.act, "approximate", None) == getattr(block.mlp.act, "approximate", None)
     )
     if not same_as_blocks:
         problems.append("an attention-pool head whose heads, MLP width or activation differ from the blocks'")
-    if pool.latent_len != 1 or pool.pos_embed is not None:
+    if pool.latent_len != 1 or pool.pos_embed is not None or pool.pool not in ("token", "avg"):
         problems.append("an attention-pool head with several queries or its own position embeddings")
+    if not (pool.latent_dim == pool.out_features == pool.kv.in_features == model.embed_dim):
+        problems.append("an attention-pool head of another width than the model")
     if not isinstance(pool.q, nn.Linear) or pool.q.bias is None or pool.kv.bias is None:
         problems.append("an attention-pool head without a biased query projection (q_proj / qkv_bias)")
     if not (_is_identity(pool.q_norm) and _is_identity(pool.k_norm)):
         problems.append("an attention-pool head with query / key norms")
-    if _is_identity(pool.norm):
-        problems.append("an attention-pool head without a norm before its MLP")
+    if _is_identity(pool.norm) or (type(pool.mlp) is Mlp and not _is_identity(pool.mlp.norm)):
+        problems.append("an attention-pool head without a norm before its MLP, or with one inside it")
+    dropouts = [pool.proj_drop.p] + ([pool.mlp.drop1.p, pool.mlp.drop2.p] if type(pool.mlp) is Mlp else [])
+    if any(dropouts):
+        problems.append("an attention-pool head with dropout")
     return problems
 
 
