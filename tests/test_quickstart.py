@@ -5,6 +5,12 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from tests.test_readme import python_blocks_under
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,3 +25,12 @@ def test_quickstart_reaches_95_percent_on_the_digits_test_split(tmp_path):
     results = json.loads((output / "all_results.json").read_text())
     assert results["test_num_examples"] == 360
     assert results["test_accuracy"] >= 0.95, results
+
+    # The README's next step: classify with the trained folder through transformers' pipeline.
+    example = python_blocks_under("## Quickstart (offline, CPU)")[0].replace('"outputs/quickstart"', repr(str(output)))
+    namespace = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    digits = load_digits()
+    image = Image.fromarray(np.round(digits.images[0] * 255 / 16).astype(np.uint8))  # as vit_hf.data makes them
+    prediction = namespace["classify"](image, top_k=1)[0]
+    assert prediction["label"] == str(digits.target[0]), prediction
