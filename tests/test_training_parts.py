@@ -6,11 +6,12 @@ import os
 from unittest import mock
 
 import pytest
+import timm
 import torch
 import yaml
 
 from tests.conftest import tiny_config
-from vit_hf import ViTHFForImageClassification
+from vit_hf import ViTHFForImageClassification, list_presets
 from vit_hf.arguments import parse_arguments
 from vit_hf.checkpointing import (
     checkpoint_steps,
@@ -51,8 +52,12 @@ def test_every_shipped_recipe_parses():
     folder = os.path.join(os.path.dirname(__file__), "..", "recipes", "configs")
     configs = sorted(f for f in os.listdir(folder) if f.endswith(".yaml"))
     assert {"quickstart.yaml", "cifar10_vit_b16_224.yaml", "cifar10_vit_b16_384.yaml"} <= set(configs)
+    pretrained = set(timm.list_pretrained())
     for name in configs:
-        parse_arguments(["--config", os.path.join(folder, name)])
+        model_args, data_args, _ = parse_arguments(["--config", os.path.join(folder, name)])
+        # What a user with a network downloads must exist: a timm weight tag, or a preset trained from scratch.
+        assert model_args.model in pretrained or model_args.model in list_presets(), (name, model_args.model)
+        assert data_args.dataset in ("uoft-cs/cifar10", "digits"), (name, data_args.dataset)
 
 
 @pytest.mark.parametrize(
