@@ -30,7 +30,10 @@ from vit_hf.transforms import Augmentation, DeviceTransform, Normalization, atta
 
 def example_loader(data, processor, args):
     """The transformers example, as written there (its transform and collate_fn)."""
-    size = (processor.size["height"], processor.size["width"])
+    if "shortest_edge" in processor.size:
+        size = processor.size["shortest_edge"]
+    else:
+        size = (processor.size["height"], processor.size["width"])
     train_transforms = Compose(
         [
             RandomResizedCrop(size),

@@ -168,3 +168,18 @@ def test_recipe_overhead_compares_the_loop_with_the_model_only_step(tmp_path):
     figures = json.loads(output.read_text())
     assert figures["model_only_ms_per_step"] > 0 and figures["whole_loop_ms_per_step"] > 0
     assert figures["transforms"] == "device"  # CIFAR-format images share one size
+
+
+def test_data_throughput_measures_every_pipeline_against_the_example(tmp_path):
+    output = tmp_path / "data.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.data_throughput", "--image-sizes", "64", "--batch-size", "8",
+         "--num-workers", "0", "--warmup", "1", "--batches", "1", "--rounds", "1", "--device", "cpu",
+         "--output", str(output)],
+        cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"), capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(output.read_text())["results"]
+    assert {row["pipeline"].split(" (")[0] for row in rows} >= {"example", "vit_hf cpu path"}
+    assert all(row["images_per_second"] > 0 and row["ratio"] > 0 for row in rows)

@@ -276,6 +276,14 @@ def test_labels_outside_the_class_range_name_split_and_row(tmp_path, cache_dir, 
         load_image_classification(str(folder), cache_dir=cache_dir)
 
 
+def test_negative_integer_labels_name_the_split(tmp_path, cache_dir):
+    features = Features({"image": Image(), "label": Value("int64")})
+    splits = {"train": images_split([0, 1, 0, 1], features), "test": images_split([1, -1], features)}
+    folder = write_parquet_splits(tmp_path / "unlabelled", splits)
+    with pytest.raises(ValueError, match=r"Split 'test': label column 'label' has a negative class id \(-1\)"):
+        load_image_classification(str(folder), cache_dir=cache_dir)
+
+
 def test_missing_labels_name_the_row(tmp_path, cache_dir):
     folder = write_with_raw_labels(tmp_path / "nulls", [0, 1, None, 1])
     with pytest.raises(ValueError, match=r"1 examples without a label \(first at row 2\)"):

@@ -236,9 +236,13 @@ def _encode_labels(splits: dict[str, Dataset], column: str) -> tuple[dict[str, D
     if isinstance(feature, Value) and feature.dtype in ("string", "large_string"):
         names = sorted(set().union(*(split.unique(column) for split in splits.values())))
     elif isinstance(feature, Value) and (feature.dtype.startswith("int") or feature.dtype.startswith("uint")):
-        lowest = min(pc.min(split.data.column(column)).as_py() for split in splits.values())
-        if lowest < 0:
-            raise ValueError(f"Label column {column!r} has a negative class id ({lowest}); class ids start at 0.")
+        for name, split in splits.items():
+            lowest = pc.min(split.data.column(column)).as_py()
+            if lowest < 0:
+                raise ValueError(
+                    f"Split {name!r}: label column {column!r} has a negative class id ({lowest}); class ids start "
+                    "at 0. Unlabelled examples (often -1) must be filtered out before training."
+                )
         highest = max(pc.max(split.data.column(column)).as_py() for split in splits.values())
         names = [str(class_id) for class_id in range(highest + 1)]
     else:
