@@ -87,7 +87,10 @@ def remove_stale_temporaries(output_dir: str | Path) -> None:
     """Leftovers of a run killed mid-save, mid-push or mid-start."""
     for pattern in (".tmp-checkpoint-*", ".upload-checkpoint-*", ".shared-*", ".final-tmp"):
         for entry in Path(output_dir).glob(pattern):
-            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: str | Path, data) -> None:

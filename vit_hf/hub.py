@@ -56,7 +56,6 @@ def push_folder(
     token: str | None = None,
     commit_message: str = "Upload fine-tuned model",
     path_in_repo: str | None = None,
-    run_as_future: bool = False,
 ):
     """Create the model repo if needed and upload the folder's files (see `files_to_push`)."""
     api = HfApi(token=token)
@@ -67,7 +66,6 @@ def push_folder(
         path_in_repo=path_in_repo,
         commit_message=commit_message,
         ignore_patterns=None if path_in_repo else IGNORE_PATTERNS,
-        run_as_future=run_as_future,
     )
 
 

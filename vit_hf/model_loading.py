@@ -11,7 +11,6 @@ from pathlib import Path
 import torch
 from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
-from torch import nn
 from transformers import AutoImageProcessor
 from transformers.utils import IMAGE_PROCESSOR_NAME
 
@@ -113,10 +112,7 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
     )
     # The saved head is kept only for the very same labels in the same order; else a fresh, zero-initialised one.
     if {int(index): label for index, label in config.id2label.items()} != id2label:
-        model.config.id2label, model.config.label2id = id2label, label2id
-        model.head = nn.Linear(config.hidden_size, len(id2label), device=model.device, dtype=model.dtype)
-        nn.init.zeros_(model.head.weight)
-        nn.init.zeros_(model.head.bias)
+        model.reset_head(id2label)
     if has_image_processor(name):
         processor = AutoImageProcessor.from_pretrained(name)
     else:

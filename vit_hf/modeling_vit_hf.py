@@ -468,6 +468,15 @@ class ViTHFForImageClassification(ViTHFPreTrainedModel):
         """See `ViTHFModel.set_image_size`."""
         self.vit.set_image_size(image_size)
 
+    def reset_head(self, id2label: dict[int, str]) -> None:
+        """A new zero-initialised head (as the ViT paper fine-tunes) for these labels, in the model's dtype and on
+        its device; the config's label maps follow."""
+        self.config.id2label = id2label
+        self.config.label2id = {label: index for index, label in id2label.items()}
+        self.head = nn.Linear(self.config.hidden_size, len(id2label), device=self.device, dtype=self.dtype)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
     def set_drop_path_rate(self, drop_path_rate: float) -> None:
         """See `ViTHFModel.set_drop_path_rate`."""
         self.vit.set_drop_path_rate(drop_path_rate)
