@@ -46,7 +46,7 @@ def test_presets(name, expected):
 
 def test_every_listed_preset_builds_and_overrides_apply():
     presets = list_presets()
-    assert len(presets) == 5 * 4 * 2 + 4 * 2
+    assert len(presets) == 5 * 4 * 2 + 4 * 2 + 1  # plain, hybrid, seed_vit
     for name in presets:
         ViTHFConfig.from_preset(name)
     assert ViTHFConfig.from_preset("small_patch16_224", num_labels=10, drop_path_rate=0.1).drop_path_rate == 0.1
@@ -61,6 +61,8 @@ def test_every_listed_preset_builds_and_overrides_apply():
         (dict(patch_size=4, patch_stride=3), "patch_size - patch_stride"),
         (dict(hidden_size=30, num_attention_heads=4), "hidden_size"),
         (dict(pooling="gap"), "pooling"),
+        (dict(norm_placement="after"), "norm_placement"),
+        (dict(embed_dropout_prob=1.0), "embed_dropout_prob"),
         (dict(pooling="cls", class_token=False), "pooling='cls'"),
         (dict(drop_path_rate=-0.1), "drop_path_rate"),
         (dict(hidden_dropout_prob=1.5), "hidden_dropout_prob"),
@@ -97,3 +99,8 @@ def test_hybrid_geometry():
     assert config.backbone_stride == 16 and config.backbone_channels == 1024 and config.grid_size() == (24, 24)
     stem_only = ViTHFConfig.from_preset("tiny_r_s16_p8_224")
     assert stem_only.backbone_channels == 64 and stem_only.token_stride == 32
+
+
+def test_embedding_dropout_follows_hidden_dropout_unless_set():
+    assert tiny_config(hidden_dropout_prob=0.1).embed_dropout_prob == 0.1  # as configs saved before the field load
+    assert tiny_config(hidden_dropout_prob=0.1, embed_dropout_prob=0.0).embed_dropout_prob == 0.0

@@ -15,6 +15,8 @@ VARIANTS = {
     "overlapping_patches": dict(patch_size=8, patch_stride=4),
     "registers": dict(num_register_tokens=3),
     "layer_scale_qk_norm": dict(layer_scale_init_value=1e-5, qk_norm=True, pre_norm=True, no_embed_class=True),
+    "post_norm": dict(norm_placement="post", hidden_act="relu", use_pos_embed=False, pooling="mean", class_token=False),
+    "res_post_norm": dict(norm_placement="res_post"),
 }
 
 

@@ -25,6 +25,29 @@ HYBRID_PRESETS = {
     "tiny_r_s16_p8": dict(MODEL_SIZES["tiny"], backbone_depths=[], patch_size=8),
 }
 POOLING_TYPES = ("cls", "mean", "max", "avgmax", "map")
+NORM_PLACEMENTS = ("pre", "post", "res_post")
+# The seed article's ViT at a CPU-sized input: strided-conv patches, no class token, no position embeddings, a
+# stack of torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward) with PyTorch's defaults (post-norm,
+# ReLU, dropout 0.1 in attention and MLP, LayerNorm eps 1e-5), mean of the tokens, LayerNorm, linear head. The
+# article's 16 px patches at 224 (14 tokens a side) become 4 px patches at 32 (8 a side); width and depth are
+# small enough to train on a CPU. Override any of them through `from_preset("seed_vit", ...)`.
+SEED_VIT = dict(
+    image_size=32,
+    patch_size=4,
+    hidden_size=128,
+    num_hidden_layers=6,
+    num_attention_heads=4,
+    intermediate_size=512,
+    hidden_act="relu",
+    layer_norm_eps=1e-5,
+    norm_placement="post",
+    class_token=False,
+    use_pos_embed=False,
+    pooling="mean",
+    hidden_dropout_prob=0.1,
+    attention_probs_dropout_prob=0.1,
+    embed_dropout_prob=0.0,
+)
 
 
 def list_presets() -> list[str]:
@@ -36,7 +59,7 @@ def list_presets() -> list[str]:
         for image in (224, HIGH_RES_FOR_PATCH[patch])
     ]
     hybrid = [f"{name}_{image}" for name in HYBRID_PRESETS for image in PRESET_IMAGE_SIZES]
-    return plain + hybrid
+    return plain + hybrid + ["seed_vit"]
 
 
 def to_2tuple(size) -> tuple[int, int]:
@@ -78,6 +101,9 @@ class ViTHFConfig(PreTrainedConfig):
     qk_norm: bool = False  # LayerNorm on queries and keys per head (timm `qk_norm`)
     layer_norm_eps: float = 1e-6  # timm's value; transformers' ViT default (1e-12) changes timm logits by ~1e-3
     layer_scale_init_value: float | None = None  # per-channel residual scales (CaiT / DeiT-III / DINOv2)
+    # Where each block normalises: "pre": x + f(norm(x)) (ViT, timm's Block); "post": norm(x + f(x)) (the original
+    # Transformer, torch.nn.TransformerEncoderLayer's default); "res_post": x + norm(f(x)) (timm's ResPostBlock).
+    norm_placement: str = "pre"
     # Tokens in front of the patches, and position embeddings.
     class_token: bool = True
     num_register_tokens: int = 0  # "Vision Transformers Need Registers": extra learned tokens, dropped at pooling
@@ -92,6 +118,7 @@ class ViTHFConfig(PreTrainedConfig):
     fc_norm: bool | None = None  # norm after pooling instead of before; None: only for mean/max pooling (timm)
     # Regularisation.
     hidden_dropout_prob: float = 0.0  # after the attention projection and the MLP
+    embed_dropout_prob: float | None = None  # on the embedded tokens (timm's pos_drop); None: hidden_dropout_prob
     attention_probs_dropout_prob: float = 0.0
     drop_path_rate: float = 0.0  # stochastic depth, rising linearly from 0 at the first block to this at the last
     classifier_dropout_prob: float = 0.0
@@ -106,6 +133,8 @@ class ViTHFConfig(PreTrainedConfig):
         _reject_misspelled_fields(kwargs, type(self))
         if self.patch_stride is None:
             self.patch_stride = self.patch_size
+        if self.embed_dropout_prob is None:
+            self.embed_dropout_prob = self.hidden_dropout_prob
         if isinstance(self.image_size, tuple):
             self.image_size = list(self.image_size)
         if self.backbone_depths is not None:
@@ -147,11 +176,13 @@ class ViTHFConfig(PreTrainedConfig):
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "ViTHFConfig":
-        """A named architecture: `{tiny,small,base,large,huge}_patch{8,16,32}_{224,384}`, `..._patch14_{224,392}`
-        or a hybrid such as
-        `base_r50_s16_384` (see `list_presets()`). Keyword arguments override preset values."""
+        """A named architecture: `{tiny,small,base,large,huge}_patch{8,16,32}_{224,384}`, `..._patch14_{224,392}`,
+        a hybrid such as `base_r50_s16_384`, or `seed_vit` (the seed article's post-norm, mean-pooled ViT at 32 px)
+        (see `list_presets()`). Keyword arguments override preset values."""
         match = re.fullmatch(r"(tiny|small|base|large|huge)_patch(\d+)_(\d+)", name)
-        if match and int(match[2]) in PRESET_PATCH_SIZES and int(match[3]) in (224, HIGH_RES_FOR_PATCH[int(match[2])]):
+        if name == "seed_vit":
+            values = dict(SEED_VIT)
+        elif match and int(match[2]) in PRESET_PATCH_SIZES and int(match[3]) in (224, HIGH_RES_FOR_PATCH[int(match[2])]):
             values = dict(MODEL_SIZES[match[1]], patch_size=int(match[2]), image_size=int(match[3]))
         elif (
             (match := re.fullmatch(r"(.+)_(\d+)", name))
@@ -214,11 +245,19 @@ class ViTHFConfig(PreTrainedConfig):
             )
         if self.pooling not in POOLING_TYPES:
             raise ValueError(f"`pooling` must be one of {POOLING_TYPES}, got {self.pooling!r}.")
+        if self.norm_placement not in NORM_PLACEMENTS:
+            raise ValueError(f"`norm_placement` must be one of {NORM_PLACEMENTS}, got {self.norm_placement!r}.")
         if self.pooling == "cls" and not self.class_token:
             raise ValueError("`pooling='cls'` needs `class_token=True`; use `pooling='mean'` for a model without one.")
         if self.no_embed_class and not self.use_pos_embed:
             raise ValueError("`no_embed_class=True` needs `use_pos_embed=True`.")
-        rates = ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate", "classifier_dropout_prob")
+        rates = (
+            "hidden_dropout_prob",
+            "embed_dropout_prob",
+            "attention_probs_dropout_prob",
+            "drop_path_rate",
+            "classifier_dropout_prob",
+        )
         for name in rates:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:

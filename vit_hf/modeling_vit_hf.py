@@ -263,13 +263,39 @@ class ViTHFLayer(GradientCheckpointingLayer):
         return hidden_states, attn_weights
 
 
+class ViTHFPostNormLayer(ViTHFLayer):
+    """Post-norm block (the original Transformer; torch.nn.TransformerEncoderLayer's default): norm1(x + attn(x)),
+    then norm2(x + mlp(x)). Same parameters as the pre-norm block."""
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_output, attn_weights = self.attn(hidden_states, **kwargs)
+        hidden_states = self.norm1(hidden_states + self.drop_path(self.ls1(attn_output)))
+        hidden_states = self.norm2(hidden_states + self.drop_path(self.ls2(self.mlp(hidden_states))))
+        return hidden_states, attn_weights
+
+
+class ViTHFResPostNormLayer(ViTHFLayer):
+    """Residual post-norm block (timm's ResPostBlock, Swin V2): x + norm1(attn(x)), then x + norm2(mlp(x)); the
+    residual stream itself is never normalised."""
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attn_output, attn_weights = self.attn(hidden_states, **kwargs)
+        hidden_states = hidden_states + self.drop_path(self.ls1(self.norm1(attn_output)))
+        hidden_states = hidden_states + self.drop_path(self.ls2(self.norm2(self.mlp(hidden_states))))
+        return hidden_states, attn_weights
+
+
+# config.norm_placement -> block class, chosen once when the model is built.
+BLOCK_CLASSES = {"pre": ViTHFLayer, "post": ViTHFPostNormLayer, "res_post": ViTHFResPostNormLayer}
+
+
 class ViTHFPreTrainedModel(PreTrainedModel):
     config: ViTHFConfig
     base_model_prefix = "vit"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["ViTHFPatchEmbeddings", "ViTHFLayer"]
+    _no_split_modules = ["ViTHFPatchEmbeddings", "ViTHFLayer", "ViTHFPostNormLayer", "ViTHFResPostNormLayer"]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
@@ -337,11 +363,12 @@ class ViTHFModel(ViTHFPreTrainedModel):
         num_patches = config.grid_size()[0] * config.grid_size()[1]
         embed_len = num_patches if config.no_embed_class else num_patches + config.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, config.hidden_size)) if config.use_pos_embed else None
-        self.pos_drop = nn.Dropout(config.hidden_dropout_prob)
+        self.pos_drop = nn.Dropout(config.embed_dropout_prob)
         eps = config.layer_norm_eps
         self.norm_pre = nn.LayerNorm(config.hidden_size, eps=eps) if config.pre_norm else nn.Identity()
         rates = drop_path_rates(config.drop_path_rate, config.num_hidden_layers)
-        self.blocks = nn.ModuleList([ViTHFLayer(config, rate) for rate in rates])
+        block_class = BLOCK_CLASSES[config.norm_placement]
+        self.blocks = nn.ModuleList([block_class(config, rate) for rate in rates])
         use_norm = config.final_norm and not config.use_fc_norm
         use_fc_norm = config.final_norm and config.use_fc_norm
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_norm else nn.Identity()
