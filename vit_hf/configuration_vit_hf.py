@@ -182,7 +182,9 @@ class ViTHFConfig(PreTrainedConfig):
         match = re.fullmatch(r"(tiny|small|base|large|huge)_patch(\d+)_(\d+)", name)
         if name == "seed_vit":
             values = dict(SEED_VIT)
-        elif match and int(match[2]) in PRESET_PATCH_SIZES and int(match[3]) in (224, HIGH_RES_FOR_PATCH[int(match[2])]):
+        elif (
+            match and int(match[2]) in PRESET_PATCH_SIZES and int(match[3]) in (224, HIGH_RES_FOR_PATCH[int(match[2])])
+        ):
             values = dict(MODEL_SIZES[match[1]], patch_size=int(match[2]), image_size=int(match[3]))
         elif (
             (match := re.fullmatch(r"(.+)_(\d+)", name))
