@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from tests.conftest import tiny_config
@@ -104,3 +106,10 @@ def test_hybrid_geometry():
 def test_embedding_dropout_follows_hidden_dropout_unless_set():
     assert tiny_config(hidden_dropout_prob=0.1).embed_dropout_prob == 0.1  # as configs saved before the field load
     assert tiny_config(hidden_dropout_prob=0.1, embed_dropout_prob=0.0).embed_dropout_prob == 0.0
+
+
+def test_every_field_is_documented_in_the_class_docstring():
+    """`help(ViTHFConfig)` shows the class docstring, so each field's meaning lives in its Args section."""
+    args = ViTHFConfig.__doc__.split("Args:")[1].split("Example:")[0]
+    documented = set(re.findall(r"^        (\w+) \(", args, re.M))
+    assert documented == set(ViTHFConfig.__annotations__) - {"model_type"}

@@ -26,6 +26,26 @@ HYBRID_PRESETS = {
 }
 POOLING_TYPES = ("cls", "mean", "max", "avgmax", "map")
 NORM_PLACEMENTS = ("pre", "post", "res_post")
+# Fields checked alike by `ViTHFConfig._validate`.
+POSITIVE_INTS = (
+    "patch_size",
+    "patch_stride",
+    "num_channels",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "backbone_stem_channels",
+    "backbone_width_factor",
+)
+RATES = (
+    "hidden_dropout_prob",
+    "embed_dropout_prob",
+    "attention_probs_dropout_prob",
+    "drop_path_rate",
+    "classifier_dropout_prob",
+)
+CHOICES = {"pooling": POOLING_TYPES, "norm_placement": NORM_PLACEMENTS}
 # The seed article's ViT at a CPU-sized input: strided-conv patches, no class token, no position embeddings, a
 # stack of torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward) with PyTorch's defaults (post-norm,
 # ReLU, dropout 0.1 in attention and MLP, LayerNorm eps 1e-5), mean of the tokens, LayerNorm, linear head. The
@@ -75,6 +95,77 @@ class ViTHFConfig(PreTrainedConfig):
     one (see `vit_hf.from_timm`). Defaults are ViT-B/16 at 224 with timm's conventions (LayerNorm eps 1e-6, exact
     GELU, class-token pooling).
 
+    Args:
+        image_size (`int` or `[height, width]`, *optional*, defaults to 224):
+            Input resolution; a multiple of the token stride (`patch_stride` x the backbone's stride).
+        patch_size (`int`, *optional*, defaults to 16):
+            Side of the square patches (of pixels, or of backbone cells for a hybrid).
+        patch_stride (`int`, *optional*):
+            Distance between patches; `None` means `patch_size`. Smaller gives overlapping patches, padded so the grid
+            keeps `image_size / patch_stride` cells a side.
+        num_channels (`int`, *optional*, defaults to 3):
+            Channels of the input images.
+        patch_embed_bias (`bool`, *optional*, defaults to `True`):
+            Bias in the patch projection; CLIP-style models drop it because a pre-norm follows.
+        hidden_size (`int`, *optional*, defaults to 768):
+            Width of the tokens.
+        num_hidden_layers (`int`, *optional*, defaults to 12):
+            Number of transformer blocks.
+        num_attention_heads (`int`, *optional*, defaults to 12):
+            Attention heads per block; they split `hidden_size` evenly.
+        intermediate_size (`int`, *optional*, defaults to 3072):
+            Hidden width of the MLPs.
+        hidden_act (`str`, *optional*, defaults to `"gelu"`):
+            MLP activation (a name from transformers' `ACT2FN`); `"gelu"` is exact GELU, as timm's `nn.GELU`.
+        qkv_bias (`bool`, *optional*, defaults to `True`):
+            Bias in the fused query/key/value projection.
+        qk_norm (`bool`, *optional*, defaults to `False`):
+            LayerNorm on queries and keys per head (timm's `qk_norm`).
+        layer_norm_eps (`float`, *optional*, defaults to 1e-6):
+            timm's value; transformers' ViT default (1e-12) changes timm logits by ~1e-3.
+        layer_scale_init_value (`float`, *optional*):
+            Initial per-channel residual scales (CaiT / DeiT-III / DINOv2); `None`: no layer scale.
+        norm_placement (`str`, *optional*, defaults to `"pre"`):
+            Where each block normalises: `"pre"`: x + f(norm(x)) (ViT, timm's Block); `"post"`: norm(x + f(x)) (the
+            original Transformer, `torch.nn.TransformerEncoderLayer`'s default); `"res_post"`: x + norm(f(x)) (timm's
+            ResPostBlock).
+        class_token (`bool`, *optional*, defaults to `True`):
+            A learned class token in front of the patches.
+        num_register_tokens (`int`, *optional*, defaults to 0):
+            Extra learned tokens ("Vision Transformers Need Registers"), dropped at pooling.
+        use_pos_embed (`bool`, *optional*, defaults to `True`):
+            Learned absolute position embeddings.
+        no_embed_class (`bool`, *optional*, defaults to `False`):
+            Position embeddings cover the patches only, not the prefix tokens (DeiT-III, big_vision).
+        pre_norm (`bool`, *optional*, defaults to `False`):
+            LayerNorm before the blocks (CLIP).
+        pooling (`str`, *optional*, defaults to `"cls"`):
+            `"cls"`: the class token (ViT paper); `"mean"`, `"max"`, `"avgmax"` of the patch tokens; `"map"`:
+            multihead attention pooling of the patch tokens by a learned query, then an MLP (SigLIP).
+        final_norm (`bool`, *optional*, defaults to `True`):
+            LayerNorm after the blocks (or after pooling, see `fc_norm`).
+        fc_norm (`bool`, *optional*):
+            Normalise after pooling instead of before; `None`: only for mean/max pooling (timm's rule).
+        hidden_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout after the attention projection and in the MLP.
+        embed_dropout_prob (`float`, *optional*):
+            Dropout on the embedded tokens (timm's `pos_drop`); `None`: `hidden_dropout_prob`.
+        attention_probs_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout on the attention weights.
+        drop_path_rate (`float`, *optional*, defaults to 0.0):
+            Stochastic depth, rising linearly from 0 at the first block to this at the last.
+        classifier_dropout_prob (`float`, *optional*, defaults to 0.0):
+            Dropout before the classification head.
+        initializer_range (`float`, *optional*, defaults to 0.02):
+            Standard deviation of the truncated normal initialisation.
+        backbone_depths (`list[int]`, *optional*):
+            `None` for plain patches; ResNetV2 stage depths for a hybrid, e.g. `[3, 4, 9]` for R50+ViT-B/16, or `[]`
+            for the stem alone. The patch embedding then runs on the backbone's feature map (`patch_size` 1 usually).
+        backbone_stem_channels (`int`, *optional*, defaults to 64):
+            Output channels of the backbone's stem (before `backbone_width_factor`).
+        backbone_width_factor (`int`, *optional*, defaults to 1):
+            Multiplies every backbone width.
+
     Example:
     ```python
     >>> from vit_hf import ViTHFConfig, ViTHFForImageClassification
@@ -85,46 +176,35 @@ class ViTHFConfig(PreTrainedConfig):
 
     model_type = "vit_hf"
 
-    # Input: square or (height, width) images; patches of `patch_size` every `patch_stride` pixels.
     image_size: int | list[int] = 224
     patch_size: int = 16
-    patch_stride: int | None = None  # None: = patch_size; smaller gives overlapping patches (padded to keep H/stride)
+    patch_stride: int | None = None
     num_channels: int = 3
-    patch_embed_bias: bool = True  # CLIP-style models drop it because a pre-norm follows
-    # Transformer width and depth.
+    patch_embed_bias: bool = True
     hidden_size: int = 768
     num_hidden_layers: int = 12
     num_attention_heads: int = 12
     intermediate_size: int = 3072
-    hidden_act: str = "gelu"  # exact GELU, as timm's nn.GELU
+    hidden_act: str = "gelu"
     qkv_bias: bool = True
-    qk_norm: bool = False  # LayerNorm on queries and keys per head (timm `qk_norm`)
-    layer_norm_eps: float = 1e-6  # timm's value; transformers' ViT default (1e-12) changes timm logits by ~1e-3
-    layer_scale_init_value: float | None = None  # per-channel residual scales (CaiT / DeiT-III / DINOv2)
-    # Where each block normalises: "pre": x + f(norm(x)) (ViT, timm's Block); "post": norm(x + f(x)) (the original
-    # Transformer, torch.nn.TransformerEncoderLayer's default); "res_post": x + norm(f(x)) (timm's ResPostBlock).
+    qk_norm: bool = False
+    layer_norm_eps: float = 1e-6
+    layer_scale_init_value: float | None = None
     norm_placement: str = "pre"
-    # Tokens in front of the patches, and position embeddings.
     class_token: bool = True
-    num_register_tokens: int = 0  # "Vision Transformers Need Registers": extra learned tokens, dropped at pooling
+    num_register_tokens: int = 0
     use_pos_embed: bool = True
-    no_embed_class: bool = False  # True: position embeddings cover the patches only (DeiT-III, big_vision)
-    pre_norm: bool = False  # LayerNorm before the blocks (CLIP)
-    # Pooling and the head.
-    # "cls": class token (ViT paper); "mean": mean of patch tokens; max, avgmax; "map": multihead attention pooling of
-    # the patch tokens by a learned query, then an MLP (SigLIP)
+    no_embed_class: bool = False
+    pre_norm: bool = False
     pooling: str = "cls"
     final_norm: bool = True
-    fc_norm: bool | None = None  # norm after pooling instead of before; None: only for mean/max pooling (timm)
-    # Regularisation.
-    hidden_dropout_prob: float = 0.0  # after the attention projection and the MLP
-    embed_dropout_prob: float | None = None  # on the embedded tokens (timm's pos_drop); None: hidden_dropout_prob
+    fc_norm: bool | None = None
+    hidden_dropout_prob: float = 0.0
+    embed_dropout_prob: float | None = None
     attention_probs_dropout_prob: float = 0.0
-    drop_path_rate: float = 0.0  # stochastic depth, rising linearly from 0 at the first block to this at the last
+    drop_path_rate: float = 0.0
     classifier_dropout_prob: float = 0.0
     initializer_range: float = 0.02
-    # Hybrid backbone: None for plain patches; a list of ResNetV2 stage depths, e.g. [3, 4, 9] for R50+ViT-B/16,
-    # or [] for the stem alone. The patch embedding then runs on the backbone's feature map (patch_size 1 usually).
     backbone_depths: list[int] | None = None
     backbone_stem_channels: int = 64
     backbone_width_factor: int = 1
@@ -199,68 +279,19 @@ class ViTHFConfig(PreTrainedConfig):
         return cls(**{**values, **kwargs})
 
     def _validate(self) -> None:
-        ints = {
-            "patch_size": self.patch_size,
-            "patch_stride": self.patch_stride,
-            "num_channels": self.num_channels,
-            "hidden_size": self.hidden_size,
-            "num_hidden_layers": self.num_hidden_layers,
-            "num_attention_heads": self.num_attention_heads,
-            "intermediate_size": self.intermediate_size,
-            "backbone_stem_channels": self.backbone_stem_channels,
-            "backbone_width_factor": self.backbone_width_factor,
-        }
-        for name, value in ints.items():
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
-        if not isinstance(self.num_register_tokens, int) or self.num_register_tokens < 0:
+        """Each field on its own (types and ranges), then the fields that constrain each other."""
+        for name in POSITIVE_INTS:
+            if not _is_int(getattr(self, name), minimum=1):
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)!r}.")
+        if not _is_int(self.num_register_tokens, minimum=0):
             raise ValueError(f"`num_register_tokens` must be an integer >= 0, got {self.num_register_tokens!r}.")
-        image_size = self.image_size
-        sides = [image_size] if isinstance(image_size, int) else image_size
-        if (
-            not isinstance(sides, list)
-            or (isinstance(image_size, list) and len(image_size) != 2)
-            or any(not isinstance(side, int) or isinstance(side, bool) or side < 1 for side in sides)
-        ):
-            raise ValueError(f"`image_size` must be a positive integer or [height, width], got {image_size!r}.")
-        if self.patch_stride > self.patch_size:
-            raise ValueError(
-                f"`patch_stride` ({self.patch_stride}) must not exceed `patch_size` ({self.patch_size}): "
-                "patches would skip pixels. Use a stride equal to the patch size for non-overlapping patches."
-            )
-        if (self.patch_size - self.patch_stride) % 2:
-            raise ValueError(
-                f"`patch_size - patch_stride` must be even so overlapping patches pad symmetrically, got "
-                f"patch_size={self.patch_size}, patch_stride={self.patch_stride}."
-            )
-        for side in to_2tuple(image_size):
-            if side % self.token_stride:
-                raise ValueError(
-                    f"`image_size` {image_size} is not divisible by the token stride {self.token_stride} "
-                    f"(patch_stride {self.patch_stride} x backbone stride {self.backbone_stride}). "
-                    f"Use a multiple of {self.token_stride}."
-                )
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(
-                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
-                f"({self.num_attention_heads}); heads split the hidden size evenly."
-            )
-        if self.pooling not in POOLING_TYPES:
-            raise ValueError(f"`pooling` must be one of {POOLING_TYPES}, got {self.pooling!r}.")
-        if self.norm_placement not in NORM_PLACEMENTS:
-            raise ValueError(f"`norm_placement` must be one of {NORM_PLACEMENTS}, got {self.norm_placement!r}.")
-        if self.pooling == "cls" and not self.class_token:
-            raise ValueError("`pooling='cls'` needs `class_token=True`; use `pooling='mean'` for a model without one.")
-        if self.no_embed_class and not self.use_pos_embed:
-            raise ValueError("`no_embed_class=True` needs `use_pos_embed=True`.")
-        rates = (
-            "hidden_dropout_prob",
-            "embed_dropout_prob",
-            "attention_probs_dropout_prob",
-            "drop_path_rate",
-            "classifier_dropout_prob",
-        )
-        for name in rates:
+        is_pair = isinstance(self.image_size, list) and len(self.image_size) == 2
+        if not all(_is_int(side, minimum=1) for side in (self.image_size if is_pair else [self.image_size])):
+            raise ValueError(f"`image_size` must be a positive integer or [height, width], got {self.image_size!r}.")
+        for name, choices in CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
+        for name in RATES:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be a rate in [0, 1), got {value!r}.")
@@ -271,13 +302,44 @@ class ViTHFConfig(PreTrainedConfig):
                 "`layer_scale_init_value` must be positive or None (no layer scale), "
                 f"got {self.layer_scale_init_value!r}."
             )
-        if self.backbone_depths is not None and not all(isinstance(d, int) and d > 0 for d in self.backbone_depths):
+        depths = self.backbone_depths
+        if depths is not None and (len(depths) > 4 or not all(_is_int(depth, minimum=1) for depth in depths)):
             raise ValueError(
-                f"`backbone_depths` must be None (plain patches) or a list of positive stage depths such as "
-                f"[3, 4, 9], got {self.backbone_depths!r}."
+                "`backbone_depths` must be None (plain patches) or a list of at most 4 positive ResNetV2 stage depths "
+                f"such as [3, 4, 9], got {depths!r}."
             )
-        if self.backbone_depths is not None and len(self.backbone_depths) > 4:
-            raise ValueError(f"`backbone_depths` has at most 4 stages (ResNetV2), got {self.backbone_depths!r}.")
+        self._validate_combinations()
+
+    def _validate_combinations(self) -> None:
+        if self.patch_stride > self.patch_size:
+            raise ValueError(
+                f"`patch_stride` ({self.patch_stride}) must not exceed `patch_size` ({self.patch_size}): "
+                "patches would skip pixels. Use a stride equal to the patch size for non-overlapping patches."
+            )
+        if (self.patch_size - self.patch_stride) % 2:
+            raise ValueError(
+                f"`patch_size - patch_stride` must be even so overlapping patches pad symmetrically, got "
+                f"patch_size={self.patch_size}, patch_stride={self.patch_stride}."
+            )
+        if any(side % self.token_stride for side in to_2tuple(self.image_size)):
+            raise ValueError(
+                f"`image_size` {self.image_size} is not divisible by the token stride {self.token_stride} "
+                f"(patch_stride {self.patch_stride} x backbone stride {self.backbone_stride}). "
+                f"Use a multiple of {self.token_stride}."
+            )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"`hidden_size` ({self.hidden_size}) must be divisible by `num_attention_heads` "
+                f"({self.num_attention_heads}); heads split the hidden size evenly."
+            )
+        if self.pooling == "cls" and not self.class_token:
+            raise ValueError("`pooling='cls'` needs `class_token=True`; use `pooling='mean'` for a model without one.")
+        if self.no_embed_class and not self.use_pos_embed:
+            raise ValueError("`no_embed_class=True` needs `use_pos_embed=True`.")
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def _reject_misspelled_fields(kwargs: dict, config_class: type) -> None:

@@ -3,6 +3,9 @@
 Module names mirror timm's `VisionTransformer` (`patch_embed.proj`, `cls_token`, `pos_embed`, `blocks.N.attn.qkv`,
 `blocks.N.mlp.fc1`, `norm`, `fc_norm`, `head`), so a timm state dict maps one to one, under the `vit.` prefix of the
 classification model.
+
+Pieces adapted from timm are re-implemented here rather than imported (each says where it comes from): this file is
+copied into saved folders, which must load with `trust_remote_code=True` where timm is not installed.
 """
 
 from collections.abc import Callable
@@ -18,14 +21,15 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_vit_hf import ViTHFConfig, to_2tuple
-from .resnetv2_vit_hf import GroupNormAct, ResNetV2Backbone, StdConv2dSame
+from .resnetv2_vit_hf import ViTHFGroupNormAct, ViTHFResNetV2Backbone, ViTHFStdConv2dSame
 
 
 def resample_pos_embed(
     pos_embed: torch.Tensor, new_grid: tuple[int, int], old_grid: tuple[int, int], num_prefix_tokens: int
 ) -> torch.Tensor:
     """Bicubic (antialiased) resampling of the patch part of `pos_embed` (1, prefix + h*w, C) to a new grid, exactly
-    as timm does when it loads a checkpoint at another resolution. Prefix-token embeddings are kept as they are."""
+    as timm does when it loads a checkpoint at another resolution. Prefix-token embeddings are kept as they are.
+    Adapted from timm's `resample_abs_pos_embed` (re-implemented: saved folders load without timm)."""
     if tuple(new_grid) == tuple(old_grid):
         return pos_embed
     prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
@@ -44,7 +48,8 @@ def drop_path_rates(last_rate: float, depth: int) -> list[float]:
 
 class ViTHFPatchEmbeddings(nn.Module):
     """Pixels -> grid of token embeddings: a strided convolution over the image (plain ViT, overlapping when the
-    stride is smaller than the patch) or over the feature map of a ResNetV2 (hybrid ViT)."""
+    stride is smaller than the patch) or over the feature map of a ResNetV2 (hybrid ViT). Adapted from timm's
+    `PatchEmbed` and `HybridEmbed` (re-implemented: saved folders load without timm)."""
 
     def __init__(self, config: ViTHFConfig):
         super().__init__()
@@ -53,7 +58,7 @@ class ViTHFPatchEmbeddings(nn.Module):
             self.backbone = None
             in_channels = config.num_channels
         else:
-            self.backbone = ResNetV2Backbone(
+            self.backbone = ViTHFResNetV2Backbone(
                 config.backbone_depths, config.num_channels, config.backbone_stem_channels, config.backbone_width_factor
             )
             in_channels = config.backbone_channels
@@ -86,6 +91,8 @@ def eager_attention_forward(
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """transformers' ViT eager attention, copied as transformers' own model files copy it, so that this file does not
+    depend on another model's internals."""
     attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling  # (B, heads, N, N)
     if attention_mask is not None:
         attn_weights = attn_weights + attention_mask
@@ -172,6 +179,8 @@ class ViTHFAttention(nn.Module):
 
 
 class ViTHFMLP(nn.Module):
+    """fc1, activation, fc2. Adapted from timm's `Mlp` (re-implemented: saved folders load without timm)."""
+
     def __init__(self, config: ViTHFConfig, dropout: float | None = None):
         super().__init__()
         self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
@@ -186,7 +195,8 @@ class ViTHFMLP(nn.Module):
 class ViTHFAttentionPool(nn.Module):
     """Multihead attention pooling (`pooling="map"`, SigLIP's head; timm's AttentionPoolLatent): one learned query
     attends over the tokens, then a pre-norm MLP adds its residual. The attention runs through torch's sdpa kernel
-    whatever the encoder's attention implementation; it has no dropout, as in timm."""
+    whatever the encoder's attention implementation; it has no dropout, as in timm. Adapted from timm's
+    `AttentionPoolLatent` (re-implemented: saved folders load without timm)."""
 
     def __init__(self, config: ViTHFConfig):
         super().__init__()
@@ -213,7 +223,10 @@ class ViTHFAttentionPool(nn.Module):
         return pooled + self.mlp(self.norm(pooled))
 
 
-class LayerScale(nn.Module):
+class ViTHFLayerScale(nn.Module):
+    """Per-channel residual scale (CaiT). Adapted from timm's `LayerScale` (re-implemented: saved folders load
+    without timm)."""
+
     def __init__(self, dim: int, init_value: float):
         super().__init__()
         self.init_value = init_value
@@ -223,8 +236,9 @@ class LayerScale(nn.Module):
         return x * self.gamma
 
 
-class DropPath(nn.Module):
-    """Stochastic depth: drops a residual branch for whole samples, rescaling the kept ones."""
+class ViTHFDropPath(nn.Module):
+    """Stochastic depth: drops a residual branch for whole samples, rescaling the kept ones. Adapted from timm's
+    `DropPath` (re-implemented: saved folders load without timm)."""
 
     def __init__(self, drop_prob: float):
         super().__init__()
@@ -243,7 +257,8 @@ class DropPath(nn.Module):
 
 class ViTHFLayer(GradientCheckpointingLayer):
     """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)), each branch optionally scaled
-    (layer scale) and dropped per sample (stochastic depth)."""
+    (layer scale) and dropped per sample (stochastic depth). Adapted from timm's `Block` (re-implemented: saved
+    folders load without timm)."""
 
     def __init__(self, config: ViTHFConfig, drop_path_rate: float):
         super().__init__()
@@ -252,9 +267,9 @@ class ViTHFLayer(GradientCheckpointingLayer):
         self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.mlp = ViTHFMLP(config)
         scale = config.layer_scale_init_value
-        self.ls1 = LayerScale(config.hidden_size, scale) if scale else nn.Identity()
-        self.ls2 = LayerScale(config.hidden_size, scale) if scale else nn.Identity()
-        self.drop_path = DropPath(drop_path_rate)
+        self.ls1 = ViTHFLayerScale(config.hidden_size, scale) if scale else nn.Identity()
+        self.ls2 = ViTHFLayerScale(config.hidden_size, scale) if scale else nn.Identity()
+        self.drop_path = ViTHFDropPath(drop_path_rate)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_output, attn_weights = self.attn(self.norm1(hidden_states), **kwargs)
@@ -320,16 +335,16 @@ class ViTHFPreTrainedModel(PreTrainedModel):
         if module is getattr(self, "head", None) and isinstance(module, nn.Linear):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, StdConv2dSame):
+        elif isinstance(module, ViTHFStdConv2dSame):
             init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         elif isinstance(module, (nn.Linear, nn.Conv2d)):
             init.trunc_normal_(module.weight, std=std)
             if module.bias is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, GroupNormAct)):
+        elif isinstance(module, (nn.LayerNorm, ViTHFGroupNormAct)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, LayerScale):
+        elif isinstance(module, ViTHFLayerScale):
             init.constant_(module.gamma, module.init_value)
         elif isinstance(module, ViTHFAttentionPool):
             init.trunc_normal_(module.latent, std=module.latent.shape[-1] ** -0.5)

@@ -2,6 +2,8 @@
 
 Weight-standardised convolutions with TensorFlow "SAME" padding and GroupNorm, as in timm's
 `vision_transformer_hybrid` models; module and parameter names match timm's `ResNetV2` so weights map one to one.
+Each piece is adapted from timm and re-implemented here, not imported: this file is copied into saved folders, which
+must load with `trust_remote_code=True` where timm is not installed.
 """
 
 import math
@@ -23,8 +25,9 @@ def pad_same(x: torch.Tensor, kernel_size: int, stride: int, value: float = 0.0)
     return F.pad(x, (left, right, top, bottom), value=value)
 
 
-class StdConv2dSame(nn.Conv2d):
-    """Conv2d whose filters are standardised (zero mean, unit variance) on every call: "Weight Standardization"."""
+class ViTHFStdConv2dSame(nn.Conv2d):
+    """Conv2d whose filters are standardised (zero mean, unit variance) on every call: "Weight Standardization".
+    Adapted from timm's `StdConv2dSame` (re-implemented: saved folders load without timm)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, eps: float = 1e-8):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, bias=False)
@@ -39,8 +42,9 @@ class StdConv2dSame(nn.Conv2d):
         return F.conv2d(x, weight, None, self.stride)
 
 
-class GroupNormAct(nn.GroupNorm):
-    """GroupNorm (32 groups) optionally followed by ReLU."""
+class ViTHFGroupNormAct(nn.GroupNorm):
+    """GroupNorm (32 groups) optionally followed by ReLU. Adapted from timm's `GroupNormAct` (re-implemented: saved
+    folders load without timm)."""
 
     def __init__(self, num_channels: int, apply_act: bool = True):
         super().__init__(32, num_channels, eps=1e-5)
@@ -51,47 +55,55 @@ class GroupNormAct(nn.GroupNorm):
         return F.relu(x) if self.apply_act else x
 
 
-class MaxPool2dSame(nn.Module):
+class ViTHFMaxPool2dSame(nn.Module):
+    """3x3 stride-2 max pool with "SAME" padding. Adapted from timm's `MaxPool2dSame` (re-implemented: saved folders
+    load without timm)."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.max_pool2d(pad_same(x, 3, 2, value=-float("inf")), 3, 2)
 
 
-class Stem(nn.Module):
-    """7x7 stride-2 conv, GroupNorm + ReLU, 3x3 stride-2 max pool: a quarter of the input resolution."""
+class ViTHFResNetStem(nn.Module):
+    """7x7 stride-2 conv, GroupNorm + ReLU, 3x3 stride-2 max pool: a quarter of the input resolution. Adapted from
+    timm's `create_resnetv2_stem(stem_type="same")` (re-implemented: saved folders load without timm)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.conv = StdConv2dSame(in_channels, out_channels, 7, stride=2)
-        self.norm = GroupNormAct(out_channels)
-        self.pool = MaxPool2dSame()
+        self.conv = ViTHFStdConv2dSame(in_channels, out_channels, 7, stride=2)
+        self.norm = ViTHFGroupNormAct(out_channels)
+        self.pool = ViTHFMaxPool2dSame()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pool(self.norm(self.conv(x)))
 
 
-class Downsample(nn.Module):
+class ViTHFResNetDownsample(nn.Module):
+    """Projected shortcut: 1x1 conv and GroupNorm. Adapted from timm's `DownsampleConv` (re-implemented: saved folders
+    load without timm)."""
+
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
-        self.conv = StdConv2dSame(in_channels, out_channels, 1, stride=stride)
-        self.norm = GroupNormAct(out_channels, apply_act=False)
+        self.conv = ViTHFStdConv2dSame(in_channels, out_channels, 1, stride=stride)
+        self.norm = ViTHFGroupNormAct(out_channels, apply_act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.conv(x))
 
 
-class Bottleneck(nn.Module):
-    """Post-activation bottleneck (1x1 -> 3x3 -> 1x1, a quarter of the output width inside)."""
+class ViTHFBottleneck(nn.Module):
+    """Post-activation bottleneck (1x1 -> 3x3 -> 1x1, a quarter of the output width inside). Adapted from timm's
+    `resnetv2.Bottleneck` (re-implemented: saved folders load without timm)."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, project_shortcut: bool):
         super().__init__()
         mid_channels = out_channels // 4
-        self.downsample = Downsample(in_channels, out_channels, stride) if project_shortcut else None
-        self.conv1 = StdConv2dSame(in_channels, mid_channels, 1)
-        self.norm1 = GroupNormAct(mid_channels)
-        self.conv2 = StdConv2dSame(mid_channels, mid_channels, 3, stride=stride)
-        self.norm2 = GroupNormAct(mid_channels)
-        self.conv3 = StdConv2dSame(mid_channels, out_channels, 1)
-        self.norm3 = GroupNormAct(out_channels, apply_act=False)
+        self.downsample = ViTHFResNetDownsample(in_channels, out_channels, stride) if project_shortcut else None
+        self.conv1 = ViTHFStdConv2dSame(in_channels, mid_channels, 1)
+        self.norm1 = ViTHFGroupNormAct(mid_channels)
+        self.conv2 = ViTHFStdConv2dSame(mid_channels, mid_channels, 3, stride=stride)
+        self.norm2 = ViTHFGroupNormAct(mid_channels)
+        self.conv3 = ViTHFStdConv2dSame(mid_channels, out_channels, 1)
+        self.norm3 = ViTHFGroupNormAct(out_channels, apply_act=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
@@ -101,15 +113,17 @@ class Bottleneck(nn.Module):
         return F.relu(x + shortcut)
 
 
-class Stage(nn.Module):
+class ViTHFResNetStage(nn.Module):
+    """Bottlenecks of one width. Adapted from timm's `ResNetStage` (re-implemented: saved folders load without timm)."""
+
     def __init__(self, in_channels: int, out_channels: int, depth: int, stride: int):
         super().__init__()
         self.blocks = nn.Sequential(
             *[
                 # The first block changes width (and resolution), so its shortcut is projected.
-                Bottleneck(in_channels, out_channels, stride, project_shortcut=True)
+                ViTHFBottleneck(in_channels, out_channels, stride, project_shortcut=True)
                 if i == 0
-                else Bottleneck(out_channels, out_channels, 1, project_shortcut=False)
+                else ViTHFBottleneck(out_channels, out_channels, 1, project_shortcut=False)
                 for i in range(depth)
             ]
         )
@@ -118,18 +132,19 @@ class Stage(nn.Module):
         return self.blocks(x)
 
 
-class ResNetV2Backbone(nn.Module):
+class ViTHFResNetV2Backbone(nn.Module):
     """Stem plus bottleneck stages of widths 256, 512, 1024, 2048 (times `width_factor`); the first stage keeps the
-    stem's resolution and each later one halves it, so (3, 4, 9) gives a 1024-channel map at 1/16 of the input."""
+    stem's resolution and each later one halves it, so (3, 4, 9) gives a 1024-channel map at 1/16 of the input.
+    Adapted from timm's `ResNetV2` without its head (re-implemented: saved folders load without timm)."""
 
     def __init__(self, depths: list[int], in_channels: int = 3, stem_channels: int = 64, width_factor: int = 1):
         super().__init__()
-        self.stem = Stem(in_channels, stem_channels * width_factor)
+        self.stem = ViTHFResNetStem(in_channels, stem_channels * width_factor)
         channels = stem_channels * width_factor
         stages = []
         for index, depth in enumerate(depths):
             out_channels = 256 * 2**index * width_factor
-            stages.append(Stage(channels, out_channels, depth, stride=1 if index == 0 else 2))
+            stages.append(ViTHFResNetStage(channels, out_channels, depth, stride=1 if index == 0 else 2))
             channels = out_channels
         self.stages = nn.Sequential(*stages)
 
