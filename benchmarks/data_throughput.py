@@ -24,8 +24,8 @@ import torch
 from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ToTensor
 
 from vit_hf.data import load_image_classification
-from vit_hf.image_processing import make_image_processor
-from vit_hf.transforms import Augmentation, DeviceTransform, Normalization, attach_transforms, collate
+from vit_hf.data.transforms import Augmentation, DeviceTransform, Normalization, attach_transforms, collate
+from vit_hf.image_processing_vit_hf import make_image_processor
 
 
 def example_loader(data, processor, args):

@@ -8,7 +8,6 @@ step on one batch kept on the device), on the same model, batch and precision, i
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import tempfile
@@ -19,17 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.fake_cifar10 import write_fake_cifar10
-from vit_hf.arguments import parse_arguments
-from vit_hf.transforms import collate
-
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "finetune.py"
-
-
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("finetune_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from vit_hf.data.transforms import collate
+from vit_hf.training.arguments import parse_arguments
+from vit_hf.training.loop import FineTuning
 
 
 def synchronize(device: str) -> None:
@@ -81,7 +72,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    recipe = load_recipe()
     with tempfile.TemporaryDirectory() as folder:
         # Enough training images that the loop never starts a second epoch while timed.
         # (and at least 200, so that the 10% validation hold-out has every class).
@@ -95,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
             "--dataloader_num_workers", str(args.workers), "--output_dir", str(Path(folder) / "run"),
             "--use_cpu", str(args.device == "cpu").lower(),
         ]  # fmt: skip
-        run = recipe.FineTuning(*parse_arguments(recipe_argv))
+        run = FineTuning(*parse_arguments(recipe_argv))
         model_step = model_only_seconds(run, args.steps, args.warmup, args.device)
         if args.workers:
             # Start the loader's persistent workers before the clock: a one-off cost, not a per-step one.

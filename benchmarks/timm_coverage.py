@@ -25,7 +25,7 @@ import torch
 
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
 from vit_hf import UnsupportedTimmModelError, from_timm
-from vit_hf.timm_architecture import config_from_timm
+from vit_hf.timm.architecture import config_from_timm
 
 MODULES = ("vision_transformer", "vision_transformer_hybrid")
 TOLERANCE = 1e-4

@@ -8,8 +8,8 @@ from unittest import mock
 
 from huggingface_hub import HfApi
 
-from vit_hf.checkpointing import finalize_checkpoint, temporary_checkpoint_dir
-from vit_hf.hub import CheckpointUploads
+from vit_hf.hub.upload import CheckpointUploads
+from vit_hf.training.checkpointing import finalize_checkpoint, temporary_checkpoint_dir
 
 
 def save_checkpoint(output_dir: Path, step: int, keep_last: int = 1) -> Path:

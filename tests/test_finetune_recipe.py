@@ -1,7 +1,6 @@
 """`recipes/finetune.py` end to end on CPU, on generated data in the Hub CIFAR-10 format: outputs that load without
 vit_hf, two-process DDP evaluation, exact resume, SIGTERM, and errors before training."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.data_utils import write_cifar_like
-from vit_hf.hub import files_to_push
+from vit_hf.hub.upload import files_to_push
+from vit_hf.training import output_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "recipes" / "finetune.py")
@@ -221,15 +221,12 @@ def test_non_empty_output_dir_is_refused(cifar, finished_run):
 
 def test_output_dir_not_shared_by_every_process_is_refused(tmp_path, monkeypatch):
     """Across machines --output_dir must be one shared folder; a process that cannot see it is named."""
-    spec = importlib.util.spec_from_file_location("finetune_recipe", SCRIPT)
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
     accelerator = mock.Mock(num_processes=2, is_main_process=True)
-    monkeypatch.setattr(recipe, "broadcast_object_list", lambda objects: objects)
-    monkeypatch.setattr(recipe, "gather_object", lambda objects: [*objects, (False, "node-2")])
+    monkeypatch.setattr(output_dir, "broadcast_object_list", lambda objects: objects)
+    monkeypatch.setattr(output_dir, "gather_object", lambda objects: [*objects, (False, "node-2")])
     with pytest.raises(ValueError, match=r"process 1 on node-2 cannot see .* filesystem they all mount"):
-        recipe.check_output_dir_shared(accelerator, tmp_path)
+        output_dir.check_output_dir_shared(accelerator, tmp_path)
     assert not list(tmp_path.iterdir())  # the probe file is removed
 
-    monkeypatch.setattr(recipe, "gather_object", lambda objects: objects * 2)
-    recipe.check_output_dir_shared(accelerator, tmp_path)
+    monkeypatch.setattr(output_dir, "gather_object", lambda objects: objects * 2)
+    output_dir.check_output_dir_shared(accelerator, tmp_path)

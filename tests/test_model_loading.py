@@ -13,9 +13,9 @@ from transformers import ViTConfig, ViTForImageClassification
 
 from tests.conftest import tiny_config
 from vit_hf import ViTHFForImageClassification
-from vit_hf.arguments import ModelArguments, parse_arguments
-from vit_hf.image_processing import IMAGENET_DEFAULT_MEAN, make_image_processor
-from vit_hf.model_loading import has_image_processor, load_model_for_finetuning
+from vit_hf.image_processing_vit_hf import IMAGENET_DEFAULT_MEAN, make_image_processor
+from vit_hf.training.arguments import ModelArguments, parse_arguments
+from vit_hf.training.model_loading import has_image_processor, load_model_for_finetuning
 
 SAVED_LABELS = {0: "cat", 1: "dog", 2: "bird"}
 

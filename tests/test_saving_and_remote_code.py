@@ -12,7 +12,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageClassification,
 
 from tests.conftest import tiny_config
 from vit_hf import ViTHFConfig, ViTHFForImageClassification, ViTHFModel
-from vit_hf.image_processing import make_image_processor
+from vit_hf.image_processing_vit_hf import make_image_processor
 
 LABELS = {0: "cat", 1: "dog", 2: "ship", 3: "truck", 4: "frog"}
 

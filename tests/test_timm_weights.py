@@ -21,7 +21,7 @@ from vit_hf import (
     from_timm,
     image_processor_from_timm,
 )
-from vit_hf.timm_weights import to_timm_checkpoint
+from vit_hf.timm.weights import to_timm_checkpoint
 
 TOLERANCE = 1e-4  # float32; the conversions measured here are exact (0.0)
 

@@ -12,8 +12,10 @@ import yaml
 
 from tests.conftest import tiny_config
 from vit_hf import ViTHFForImageClassification, list_presets
-from vit_hf.arguments import parse_arguments
-from vit_hf.checkpointing import (
+from vit_hf.hub.model_card import build_model_card
+from vit_hf.hub.upload import HubPushError, check_hub_access, files_to_push, push_folder, upload_or_explain
+from vit_hf.training.arguments import parse_arguments
+from vit_hf.training.checkpointing import (
     checkpoint_steps,
     finalize_checkpoint,
     read_state,
@@ -21,10 +23,8 @@ from vit_hf.checkpointing import (
     resolve_resume_path,
     temporary_checkpoint_dir,
 )
-from vit_hf.hub import HubPushError, check_hub_access, files_to_push, push_folder, upload_or_explain
-from vit_hf.metrics import ClassificationMetrics
-from vit_hf.model_card import build_model_card
-from vit_hf.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
+from vit_hf.training.metrics import ClassificationMetrics
+from vit_hf.training.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
 
 # --- arguments -------------------------------------------------------------------------------------------------
 

@@ -13,9 +13,8 @@ from transformers import ViTImageProcessor
 
 from tests.data_utils import cifar_like_images, write_cifar_like
 from vit_hf.data import load_image_classification
-from vit_hf.image_processing import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, make_image_processor
-from vit_hf.resample import SMALL_SOURCE, crop_table, crop_weights, resample, resized_crop, sample_crop_boxes
-from vit_hf.transforms import (
+from vit_hf.data.resize import SMALL_SOURCE, crop_table, crop_weights, resample, resized_crop, sample_crop_boxes
+from vit_hf.data.transforms import (
     Augmentation,
     DeviceTransform,
     EvalImageTransform,
@@ -26,6 +25,7 @@ from vit_hf.transforms import (
     collate,
     decode_rgb,
 )
+from vit_hf.image_processing_vit_hf import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, make_image_processor
 
 INCEPTION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", crop_pct=0.875)
 IMAGENET = Normalization(mean=IMAGENET_DEFAULT_MEAN, std=IMAGENET_DEFAULT_STD, interpolation="bilinear", crop_pct=0.9)

@@ -5,8 +5,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelFor
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing_vit_hf import ViTHFImageProcessor
 from .modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, ViTHFPreTrainedModel
-from .timm_architecture import UnsupportedTimmModelError
-from .timm_weights import from_timm, image_processor_from_timm, to_timm_checkpoint
+from .timm.architecture import UnsupportedTimmModelError
+from .timm.weights import from_timm, image_processor_from_timm, to_timm_checkpoint
 
 __version__ = "0.1.0"
 

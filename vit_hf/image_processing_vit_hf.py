@@ -8,9 +8,22 @@ class keeps transformers' processor and rounds the offset as torchvision does, s
 exactly the pixels timm gives it. It is saved with the model and loads through `AutoImageProcessor`.
 """
 
+import math
+
 import numpy as np
-from transformers.image_utils import SizeDict
+from transformers.image_utils import PILImageResampling, SizeDict
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+from .configuration_vit_hf import to_2tuple
+
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)  # used by the original ViT checkpoints
+RESAMPLING = {
+    "nearest": PILImageResampling.NEAREST,
+    "bilinear": PILImageResampling.BILINEAR,
+    "bicubic": PILImageResampling.BICUBIC,
+}
 
 
 class ViTHFImageProcessor(ViTImageProcessorPil):
@@ -36,4 +49,28 @@ class ViTHFImageProcessor(ViTImageProcessorPil):
         return image[..., top : top + size.height, left : left + size.width]
 
 
-__all__ = ["ViTHFImageProcessor"]
+def make_image_processor(
+    image_size: int | tuple[int, int],
+    mean: tuple[float, ...] = INCEPTION_MEAN,
+    std: tuple[float, ...] = INCEPTION_STD,
+    crop_pct: float = 1.0,
+    interpolation: str = "bicubic",
+) -> ViTHFImageProcessor:
+    """A processor that resizes the shorter side to floor(size / crop_pct), centre-crops `image_size`, rescales to
+    [0, 1] and normalises with `mean` / `std`: timm's eval transform (crop_pct 1.0 keeps the whole short side)."""
+    if interpolation not in RESAMPLING:
+        raise ValueError(f"interpolation must be one of {sorted(RESAMPLING)}, got {interpolation!r}.")
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct!r}.")
+    height, width = to_2tuple(image_size)
+    common = dict(image_mean=list(mean), image_std=list(std), resample=RESAMPLING[interpolation])
+    # timm: Resize(floor(size / crop_pct)) on the short side, then CenterCrop(size).
+    return ViTHFImageProcessor(
+        size={"shortest_edge": math.floor(min(height, width) / crop_pct)},
+        do_center_crop=True,
+        crop_size={"height": height, "width": width},
+        **common,
+    )
+
+
+__all__ = ["ViTHFImageProcessor", "make_image_processor"]

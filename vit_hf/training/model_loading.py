@@ -14,9 +14,9 @@ from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundE
 from transformers import AutoImageProcessor
 from transformers.utils import IMAGE_PROCESSOR_NAME
 
-from .configuration_vit_hf import ViTHFConfig, list_presets
-from .image_processing import make_image_processor
-from .modeling_vit_hf import ViTHFForImageClassification
+from ..configuration_vit_hf import ViTHFConfig, list_presets
+from ..image_processing_vit_hf import make_image_processor
+from ..modeling_vit_hf import ViTHFForImageClassification
 
 logger = logging.getLogger(__name__)
 # ViTHFConfig fields that --model_overrides may not set, and what sets them instead.
@@ -76,7 +76,7 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         model = ViTHFForImageClassification(config)
         return model, make_image_processor(config.image_size), None
     if is_timm_model_name(name):
-        from .timm_weights import from_timm, image_processor_from_timm
+        from ..timm.weights import from_timm, image_processor_from_timm
 
         timm_name = name.removeprefix("hf-hub:").removeprefix("timm/")
         try:

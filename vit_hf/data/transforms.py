@@ -23,8 +23,8 @@ from torch.utils.data import default_collate
 from torchvision.transforms import InterpolationMode, RandomResizedCrop, v2
 from torchvision.transforms.v2 import functional as TF
 
-from .data import SOURCE_INDEX, ImageClassificationData
-from .resample import (
+from .loading import SOURCE_INDEX, ImageClassificationData
+from .resize import (
     INTERPOLATIONS,
     crop_table,
     crop_weights,

@@ -21,10 +21,10 @@ from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_data_config
 from torch import nn
 from transformers.image_utils import PILImageResampling
 
-from .configuration_vit_hf import ViTHFConfig, to_2tuple
-from .image_processing_vit_hf import ViTHFImageProcessor
-from .modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, resample_pos_embed
-from .timm_architecture import config_from_timm, timm_grid_size, timm_kwargs_from_config, timm_model_name
+from ..configuration_vit_hf import ViTHFConfig, to_2tuple
+from ..image_processing_vit_hf import ViTHFImageProcessor
+from ..modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, resample_pos_embed
+from .architecture import config_from_timm, timm_grid_size, timm_kwargs_from_config, timm_model_name
 
 logger = logging.getLogger(__name__)
 

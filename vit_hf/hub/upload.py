@@ -10,7 +10,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from .checkpointing import link_or_copy
+from ..files import link_or_copy
 
 logger = logging.getLogger(__name__)
 # Training-only state stays local: checkpoints (pushed separately on request), hidden temporaries, logs.

@@ -28,7 +28,7 @@ from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2, create_re
 from timm.models.vision_transformer import Block, VisionTransformer
 from torch import nn
 
-from .configuration_vit_hf import ViTHFConfig, to_2tuple
+from ..configuration_vit_hf import ViTHFConfig, to_2tuple
 
 # timm activation modules and the transformers ACT2FN names computing the same function.
 ACTIVATIONS = {

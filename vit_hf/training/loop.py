@@ -1,0 +1,464 @@
+"""One fine-tuning run with Accelerate: set-up, the loop, evaluation, checkpoints and the final outputs.
+
+`recipes/finetune.py` is the command-line entry point; tests and benchmarks import this module. The output folder
+holds the model (`save_pretrained`, code included), its image processor, a model card, `all_results.json`, training
+curves and a confusion matrix; checkpoints go to `checkpoint-<step>` inside it.
+"""
+
+import gc
+import json
+import logging
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import DistributedType, broadcast_object_list, set_seed
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..files import snapshot
+from ..hub.upload import CheckpointUploads, HubPushError, check_hub_access, upload_or_explain
+from .arguments import DataArguments, ModelArguments, TrainingArguments, trackers
+from .checkpointing import (
+    finalize_checkpoint,
+    read_state,
+    remove_stale_temporaries,
+    resolve_resume_path,
+    temporary_checkpoint_dir,
+)
+from .data_pipeline import build_data_pipeline, get_data
+from .metrics import ClassificationMetrics
+from .model_loading import load_model_for_finetuning
+from .optimization import create_optimizer, create_scheduler
+from .output_dir import check_output_dir, check_output_dir_shared
+from .outputs import write_outputs
+from .stopping import StopRequest
+
+logger = logging.getLogger("vit_hf.finetune")
+BEST_WEIGHTS = "best_model.safetensors"  # inside a checkpoint: the best validation weights up to its step
+
+
+def check_hub_access_once(accelerator: Accelerator, repo_id: str | None) -> str:
+    """The Hub check on the main process only, its outcome shared, so every process stops on failure."""
+    outcome = None
+    if accelerator.is_main_process:
+        try:
+            outcome = check_hub_access(repo_id)
+        except HubPushError as error:
+            outcome = error
+    outcome = broadcast_object_list([outcome])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def is_due(step: int, end_of_epoch: bool, strategy: str, every: int) -> bool:
+    return (strategy == "epoch" and end_of_epoch) or (strategy == "steps" and step % every == 0)
+
+
+class FineTuning:
+    """One training run: set-up, the loop, evaluation, checkpoints and the final outputs."""
+
+    def __init__(self, model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments):
+        self.model_args, self.data_args, self.args = model_args, data_args, args
+        self.accelerator = Accelerator(
+            mixed_precision=args.mixed_precision,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            log_with=trackers(args.report_to),
+            project_dir=args.output_dir,
+            cpu=args.use_cpu,
+        )
+        if not self.accelerator.is_main_process:
+            logger.setLevel(logging.WARNING)
+        self.output_dir = Path(args.output_dir)
+        self._check_setup()
+        set_seed(args.seed)  # the same on every process: a new model or head starts identical everywhere
+        self.data = get_data(data_args, args.seed)
+        model, source_processor, self.base_model = load_model_for_finetuning(model_args, self.data.id2label)
+        # From here on each process draws its own stochastic depth, MixUp and device-side augmentation.
+        set_seed(args.seed, device_specific=True)
+        self.image_size = model.config.image_size
+        model.set_drop_path_rate(model_args.drop_path_rate)
+        if args.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self._log_model_and_data(model)
+        pipeline = build_data_pipeline(
+            self.data, source_processor, self.image_size, data_args, args, self.accelerator.device
+        )
+        self.processor, self.mixup = pipeline.processor, pipeline.mixup
+        self.train_transform, self.eval_transform = pipeline.train_transform, pipeline.eval_transform
+        self._prepare_training(model, pipeline)
+        self.global_step, self.log_history, self.best = 0, [], {"accuracy": -1.0, "step": None}
+        if self.accelerator.log_with:
+            config = {k: v for k, v in self.hyperparameters().items() if v is not None}
+            self.accelerator.init_trackers("vit_hf", config=config)
+
+    def _check_setup(self) -> None:
+        """Everything that can fail before data and model are loaded: the launch, the Hub, the output folder."""
+        accelerator, args = self.accelerator, self.args
+        if accelerator.distributed_type == DistributedType.FSDP and args.final_weights == "best":
+            raise ValueError("With FSDP use --final_weights last (best-weight reloading needs a full state dict).")
+        if accelerator.distributed_type == DistributedType.FSDP and args.ema_decay is not None:
+            raise ValueError("--ema_decay is not supported with FSDP (the average would need the full weights).")
+        self.repo_id = check_hub_access_once(accelerator, args.hub_model_id) if args.push_to_hub else None
+        self.checkpoint_uploads = None
+        if self.repo_id and args.hub_push_checkpoints and accelerator.is_main_process:
+            self.checkpoint_uploads = CheckpointUploads(self.repo_id, private=args.hub_private_repo)
+        check_output_dir(self.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
+        if accelerator.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_temporaries(self.output_dir)
+        accelerator.wait_for_everyone()
+        check_output_dir_shared(accelerator, self.output_dir)
+
+    def _log_model_and_data(self, model) -> None:
+        data = self.data
+        logger.info(
+            "%s: %.1fM parameters at %s px; %d train / %d validation / %s test examples, %d classes",
+            self.model_args.model,
+            sum(p.numel() for p in model.parameters()) / 1e6,
+            self.image_size,
+            len(data.train),
+            len(data.validation),
+            len(data.test) if data.test is not None else "no",
+            data.num_labels,
+        )
+
+    def _prepare_training(self, model, pipeline) -> None:
+        """Optimizer, EMA, compilation, `accelerator.prepare` and the schedule's length."""
+        args, accelerator = self.args, self.accelerator
+        model.to(accelerator.device)
+        optimizer = create_optimizer(
+            model,
+            args.optimizer,
+            args.learning_rate,
+            weight_decay=args.weight_decay,
+            momentum=args.momentum,
+            layer_decay=args.layer_decay,
+        )
+        self.ema = None
+        if args.ema_decay is not None:
+            from timm.utils import ModelEmaV3
+
+            self.ema = ModelEmaV3(model, decay=args.ema_decay)
+            accelerator.register_for_checkpointing(self.ema)
+        if args.torch_compile:
+            model = torch.compile(model)
+        self.model, self.optimizer, self.train_loader, self.validation_loader = accelerator.prepare(
+            model, optimizer, pipeline.train_loader, pipeline.validation_loader
+        )
+        self.test_loader = accelerator.prepare(pipeline.test_loader) if pipeline.test_loader is not None else None
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / args.gradient_accumulation_steps)  # per process
+        if args.max_steps > 0:
+            self.total_steps = args.max_steps
+        else:
+            self.total_steps = math.ceil(args.num_epochs * self.steps_per_epoch)
+        warmup = min(args.warmup_steps, self.total_steps)
+        self.scheduler = create_scheduler(self.optimizer, args.lr_scheduler_type, warmup, self.total_steps)
+        # Not given to prepare(): stepped once per optimizer step here, whatever the number of processes.
+        accelerator.register_for_checkpointing(self.scheduler)
+
+    def hyperparameters(self) -> dict:
+        args, data_args = self.args, self.data_args
+        processes = self.accelerator.num_processes
+        return {
+            "model": self.model_args.model,
+            "image_size": self.image_size,
+            "dataset": data_args.dataset,
+            "optimizer": args.optimizer,
+            "learning_rate": args.learning_rate,
+            "lr_scheduler_type": args.lr_scheduler_type,
+            "warmup_steps": args.warmup_steps,
+            "weight_decay": args.weight_decay,
+            "layer_decay": args.layer_decay,
+            "total_batch_size": args.per_device_train_batch_size * processes * args.gradient_accumulation_steps,
+            "training_steps": self.total_steps,
+            "max_grad_norm": args.max_grad_norm,
+            "label_smoothing": args.label_smoothing,
+            "mixup_alpha": data_args.mixup_alpha,
+            "cutmix_alpha": data_args.cutmix_alpha,
+            "drop_path_rate": self.model_args.drop_path_rate,
+            "ema_decay": args.ema_decay,
+            "mixed_precision": self.accelerator.mixed_precision,
+            "num_processes": processes,
+            "seed": args.seed,
+        }
+
+    @property
+    def eval_model(self):
+        return self.ema.module if self.ema is not None else self.model
+
+    def resume(self) -> None:
+        checkpoint = resolve_resume_path(self.args.resume_from_checkpoint, self.output_dir)
+        if checkpoint is None:
+            return
+        self.accelerator.load_state(str(checkpoint))
+        if self.accelerator.is_main_process and (checkpoint / BEST_WEIGHTS).is_file():
+            self.best_weights_file.parent.mkdir(exist_ok=True)
+            snapshot(checkpoint / BEST_WEIGHTS, self.best_weights_file)
+        self.accelerator.wait_for_everyone()
+        state = read_state(checkpoint)
+        self.global_step, self.log_history, self.best = state["step"], state["log_history"], state["best"]
+        logger.info("resumed from %s at step %d", checkpoint, self.global_step)
+
+    def evaluate(self, model, loader) -> ClassificationMetrics:
+        """Every example exactly once across processes (gather_for_metrics drops the last batch's padding)."""
+        metrics = ClassificationMetrics(self.data.num_labels)
+        model.eval()
+        with torch.no_grad():
+            for batch in loader:
+                pixel_values = batch["pixel_values"]
+                if self.eval_transform is not None:
+                    pixel_values = self.eval_transform(pixel_values)
+                with self.accelerator.autocast():
+                    logits = model(pixel_values=pixel_values).logits
+                losses = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+                metrics.update(*self.accelerator.gather_for_metrics((logits, batch["labels"], losses)))
+        return metrics
+
+    @property
+    def best_weights_file(self) -> Path:
+        return self.output_dir / "best" / "model.safetensors"
+
+    def save_checkpoint(self) -> None:
+        accelerator = self.accelerator
+        tmp = temporary_checkpoint_dir(self.output_dir, self.global_step)
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if self.best_weights_file.is_file():  # the best weights so far travel with the checkpoint
+                snapshot(self.best_weights_file, tmp / BEST_WEIGHTS)
+            state = {"step": self.global_step, "log_history": self.log_history, "best": self.best}
+            path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
+            logger.info("saved %s", path)
+            if self.checkpoint_uploads:
+                self.checkpoint_uploads.start(path)
+        accelerator.wait_for_everyone()
+
+    def save_best_weights(self) -> None:
+        state_dict = self.accelerator.get_state_dict(self.eval_model)
+        if self.accelerator.is_main_process:
+            self.best_weights_file.parent.mkdir(exist_ok=True)
+            tmp = self.best_weights_file.with_name(".model.safetensors.tmp")
+            save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, str(tmp))
+            tmp.replace(self.best_weights_file)
+        self.accelerator.wait_for_everyone()
+
+    def log(self, values: dict) -> None:
+        entry = {"step": self.global_step, "epoch": round(self.global_step / self.steps_per_epoch, 4), **values}
+        self.log_history.append(entry)
+        self.accelerator.log(values, step=self.global_step)
+
+    def validate(self) -> None:
+        results = self.evaluate(self.eval_model, self.validation_loader).compute()
+        self.log({f"eval_{k}": v for k, v in results.items() if k != "num_examples"})
+        logger.info(
+            "step %d: validation accuracy %.4f, top-5 %.4f, loss %.4f",
+            self.global_step,
+            results["accuracy"],
+            results["top5_accuracy"],
+            results["loss"],
+        )
+        if results["accuracy"] > self.best["accuracy"]:
+            self.best = {"accuracy": results["accuracy"], "step": self.global_step}
+            if self.args.final_weights == "best":
+                self.save_best_weights()
+
+    def train(self) -> str | None:
+        """The loop. Returns the name of the signal that stopped it early, or None when it ran to the end."""
+        self.steps_this_run = self.train_runtime = self.pause_seconds = 0
+        if self.global_step >= self.total_steps:
+            logger.info("the checkpoint is at the last step (%d): nothing left to train", self.total_steps)
+            return None
+        start_epoch = self.global_step // self.steps_per_epoch
+        skip = (self.global_step - start_epoch * self.steps_per_epoch) * self.args.gradient_accumulation_steps
+        self.progress = tqdm(
+            total=self.total_steps,
+            initial=self.global_step,
+            desc="training",
+            disable=not self.accelerator.is_local_main_process,
+        )
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.accelerator.device), 0
+        start = time.perf_counter()  # evaluation and checkpoints go to pause_seconds, out of the training throughput
+        with StopRequest() as stop:
+            for epoch in range(start_epoch, math.ceil(self.total_steps / self.steps_per_epoch)):
+                self.train_loader.set_epoch(epoch)
+                loader = self.train_loader
+                if epoch == start_epoch and skip:
+                    loader = self.accelerator.skip_first_batches(self.train_loader, skip)
+                self.model.train()
+                for batch in loader:
+                    if not self.training_step(batch):
+                        continue  # accumulating: no optimizer step yet
+                    outcome = self.after_optimizer_step(stop)
+                    if outcome == "stop":
+                        self.progress.close()
+                        return stop.name()
+                    if outcome == "done":
+                        break
+        self.progress.close()
+        self.train_runtime = time.perf_counter() - start
+        return None
+
+    def training_step(self, batch: dict) -> bool:
+        """Forward and backward; the optimizer steps once every `gradient_accumulation_steps` batches. Returns
+        whether it did."""
+        accelerator, model = self.accelerator, self.model
+        with accelerator.accumulate(model):
+            loss = self.training_loss(batch)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients and self.args.max_grad_norm > 0:
+                accelerator.clip_grad_norm_(model.parameters(), self.args.max_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        self.loss_sum += loss.detach()  # stays on the device: no host synchronisation per step
+        self.loss_count += 1
+        if not accelerator.sync_gradients:
+            return False
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(accelerator.unwrap_model(model), step=self.global_step)
+        self.global_step += 1
+        self.steps_this_run += 1
+        self.progress.update(1)
+        return True
+
+    def after_optimizer_step(self, stop: StopRequest) -> str | None:
+        """The bookkeeping after each optimizer step: log, evaluate, check for a stop request, save. Returns
+        "stop" (a signal asked to stop; a checkpoint is saved), "done" (the last step) or None."""
+        args, accelerator = self.args, self.accelerator
+        last_step = self.global_step >= self.total_steps
+        end_of_epoch = accelerator.gradient_state.end_of_dataloader
+        logging_step = self.global_step % args.logging_steps == 0 or last_step
+        if logging_step:
+            self.log_training_loss()
+        pause = time.perf_counter()
+        if last_step or is_due(self.global_step, end_of_epoch, args.eval_strategy, args.eval_steps):
+            self.validate()
+            self.model.train()
+        stop_now = stop.requested(accelerator, logging_step)
+        save_due = last_step or is_due(self.global_step, end_of_epoch, args.save_strategy, args.save_steps)
+        if stop_now or (args.save_strategy != "no" and save_due):
+            self.save_checkpoint()
+        self.pause_seconds += time.perf_counter() - pause
+        if stop_now:
+            return "stop"
+        return "done" if last_step else None
+
+    def log_training_loss(self) -> None:
+        """The mean loss since the last logging step (one host synchronisation) and the learning rate."""
+        mean_loss = self.accelerator.reduce(self.loss_sum / self.loss_count, reduction="mean").item()
+        learning_rate = max(self.scheduler.get_last_lr())
+        self.log({"loss": mean_loss, "learning_rate": learning_rate})
+        self.progress.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{learning_rate:.2e}")
+        self.loss_sum.zero_()
+        self.loss_count = 0
+
+    def training_loss(self, batch: dict) -> torch.Tensor:
+        pixel_values, labels = batch["pixel_values"], batch["labels"]
+        if self.train_transform is not None:
+            pixel_values = self.train_transform(pixel_values)
+        targets, smoothing = labels, self.args.label_smoothing
+        if self.mixup is not None:
+            pixel_values, targets = self.mixup(pixel_values, labels)  # soft targets, smoothing included
+            smoothing = 0.0
+        logits = self.model(pixel_values=pixel_values).logits
+        return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
+
+    def final_results(self):
+        """Load the final weights (best validation step, or last), evaluate validation and test."""
+        model = self.accelerator.unwrap_model(self.eval_model)
+        if self.args.final_weights == "best" and self.best_weights_file.is_file():
+            model.load_state_dict(load_file(str(self.best_weights_file)))
+            logger.info("final weights: the best validation accuracy, at step %s", self.best["step"])
+        results = {
+            "step": self.global_step,
+            "epoch": self.global_step / self.steps_per_epoch,
+            "best_step": self.best["step"],
+        }
+        if self.steps_this_run:  # (a resumed run with nothing left to train has no timings to report)
+            batch = self.hyperparameters()["total_batch_size"]
+            training = self.train_runtime - self.pause_seconds  # training itself, without evaluations and checkpoints
+            results.update(
+                train_runtime=self.train_runtime,
+                train_evaluation_and_checkpoint_seconds=self.pause_seconds,
+                train_steps_per_second=self.steps_this_run / training,
+                train_samples_per_second=self.steps_this_run * batch / training,
+            )
+        train_losses = [entry["loss"] for entry in self.log_history if "loss" in entry]
+        if train_losses:
+            results["train_loss"] = train_losses[-1]
+        validation = self.evaluate(model, self.validation_loader)
+        results.update({f"eval_{k}": v for k, v in validation.compute().items()})
+        confusion = (validation.confusion, "validation")
+        if self.test_loader is not None:
+            test = self.evaluate(model, self.test_loader)
+            results.update({f"test_{k}": v for k, v in test.compute().items()})
+            confusion = (test.confusion, "test")
+        return model, results, confusion
+
+    def write_outputs(self, model, state_dict: dict, results: dict, confusion) -> None:
+        data = self.data
+        local = Path(data.source).exists() or data.source == "digits"
+        card_fields = dict(
+            model_name=self.repo_id.split("/")[-1] if self.repo_id else self.output_dir.name,
+            base_model=self.base_model,
+            dataset_id=None if local else data.source,
+            dataset_name=Path(data.source).name if local else data.source,
+            hyperparameters=self.hyperparameters(),
+            image_size=self.image_size,
+            repo_id=self.repo_id,
+        )
+        write_outputs(
+            self.output_dir, model, state_dict, self.processor, data, results, self.log_history, confusion, card_fields
+        )
+
+    def finish(self) -> None:
+        """Shut down so that every process exits 0. The DDP wrapper keeps the gloo/NCCL process group alive past
+        `destroy_process_group`; its worker threads then outlive the interpreter, and one still releasing a finished
+        all_gather's tensors takes the GIL during shutdown, which ends in std::terminate (SIGABRT) in about one run
+        in three on a busy CPU. Dropping the wrapped objects first lets the group be destroyed and its threads
+        joined while Python is fully alive."""
+        self.accelerator.wait_for_everyone()
+        self.model = self.optimizer = self.scheduler = self.ema = None
+        self.train_loader = self.validation_loader = self.test_loader = None
+        self.accelerator.free_memory()
+        gc.collect()
+        self.accelerator.end_training()
+
+
+def training_function(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> int:
+    run = FineTuning(model_args, data_args, args)
+    is_main = run.accelerator.is_main_process
+    run.resume()
+    stopped_by = run.train()
+    if stopped_by:
+        logger.warning(
+            "%s received: saved checkpoint-%d; continue with --resume_from_checkpoint latest",
+            stopped_by,
+            run.global_step,
+        )
+        run.finish()
+        if run.checkpoint_uploads:
+            run.checkpoint_uploads.wait()
+        return 128 + signal.Signals[stopped_by].value
+    model, results, confusion = run.final_results()
+    state_dict = run.accelerator.get_state_dict(model)  # a collective under FSDP: every process takes part
+    logger.info("final results: %s", json.dumps(results, indent=1))
+    run.accelerator.log({f"final/{k}": v for k, v in results.items() if isinstance(v, (int, float))}, run.global_step)
+    if is_main:
+        run.write_outputs(model, state_dict, results, confusion)
+    run.finish()
+    # Uploads run after the processes have parted, so none waits in a collective (and times out) meanwhile.
+    if run.checkpoint_uploads:
+        run.checkpoint_uploads.wait()
+    if is_main and run.repo_id:
+        pushed = upload_or_explain(
+            run.output_dir, run.repo_id, commit_message="End of training", private=args.hub_private_repo
+        )
+        return 0 if pushed else 1
+    return 0

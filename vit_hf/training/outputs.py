@@ -1,0 +1,48 @@
+"""The output folder a user opens after training: the model with its code, the image processor, results, the log,
+pictures and a model card, moved into place whole (a run killed meanwhile leaves only a hidden temporary)."""
+
+import shutil
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel
+from transformers.image_processing_utils import BaseImageProcessor
+
+from ..data import ImageClassificationData
+from ..files import write_json_atomic
+from ..hub.model_card import build_model_card
+from .plots import plot_confusion_matrix, plot_training_curves
+
+STAGING = ".final-tmp"  # hidden: removed at the next start if a run dies while writing
+
+
+def write_outputs(
+    output_dir: Path,
+    model: PreTrainedModel,
+    state_dict: dict,
+    processor: BaseImageProcessor,
+    data: ImageClassificationData,
+    results: dict,
+    log_history: list[dict],
+    confusion: tuple[torch.Tensor, str],
+    card_fields: dict,
+) -> None:
+    """Main process only; `state_dict` is the full one (under FSDP gathered from every process). `card_fields` are
+    `build_model_card`'s arguments other than the results and pictures."""
+    model.config.id2label, model.config.label2id = data.id2label, data.label2id
+    tmp = output_dir / STAGING
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
+    tmp.mkdir()
+    model.save_pretrained(tmp, state_dict=state_dict)
+    processor.save_pretrained(tmp)
+    write_json_atomic(tmp / "all_results.json", results)
+    write_json_atomic(tmp / "log_history.json", log_history)
+    plot_training_curves(log_history, tmp / "training_curves.png")
+    labels = [data.id2label[i] for i in range(data.num_labels)]
+    matrix, split = confusion
+    plot_confusion_matrix(matrix, labels, tmp / "confusion_matrix.png", f"Confusion matrix ({split} split)")
+    card = build_model_card(results=results, pictures=["training_curves.png", "confusion_matrix.png"], **card_fields)
+    card.save(tmp / "README.md")
+    for path in sorted(tmp.iterdir()):
+        path.replace(output_dir / path.name)
+    tmp.rmdir()
