@@ -35,7 +35,7 @@ class SlowHub:
 
 def test_training_goes_on_and_rotation_is_safe_while_a_push_runs(tmp_path):
     hub, uploads = SlowHub(), CheckpointUploads("someone/vit")
-    with mock.patch("vit_hf.hub.push_folder", side_effect=hub.push):
+    with mock.patch("vit_hf.hub.upload.push_folder", side_effect=hub.push):
         uploads.start(save_checkpoint(tmp_path, 4))  # returns at once
         assert hub.started.wait(5)
         uploads.start(save_checkpoint(tmp_path, 8))  # rotates checkpoint-4 out while it is being pushed
@@ -63,7 +63,7 @@ def test_a_failed_checkpoint_push_is_logged_not_raised(tmp_path, caplog):
 
 def test_checkpoints_are_pushed_into_their_own_folder_of_the_repo(tmp_path):
     uploads = CheckpointUploads("someone/vit", private=True)
-    with mock.patch("vit_hf.hub.push_folder") as push:
+    with mock.patch("vit_hf.hub.upload.push_folder") as push:
         uploads.start(save_checkpoint(tmp_path, 12))
         assert uploads.wait()
     push.assert_called_once_with(
@@ -79,8 +79,8 @@ def test_a_checkpoint_that_cannot_be_snapshot_is_skipped_not_raised(tmp_path, ca
     uploads = CheckpointUploads("someone/vit")
     full_disk = OSError(28, "No space left on device")
     with (
-        mock.patch("vit_hf.hub.link_or_copy", side_effect=full_disk),
-        mock.patch("vit_hf.hub.push_folder") as push,
+        mock.patch("vit_hf.hub.upload.link_or_copy", side_effect=full_disk),
+        mock.patch("vit_hf.hub.upload.push_folder") as push,
         caplog.at_level(logging.WARNING, logger="vit_hf.hub"),
     ):
         uploads.start(save_checkpoint(tmp_path, 4))

@@ -16,7 +16,7 @@ from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
 from vit_hf import ViTHFForImageClassification, ViTHFImageProcessor
-from vit_hf.convert import main
+from vit_hf.timm.convert import main
 
 NAME = "vit_tiny_r_s16_p8_224"  # a hybrid: the folder must carry the ResNetV2 code too
 
@@ -150,16 +150,16 @@ def test_offline_without_checkpoint_is_one_clear_message(tmp_path, caplog, monke
 
 
 def test_an_inexact_conversion_writes_nothing(checkpoint, tmp_path, caplog, monkeypatch):
-    import vit_hf.convert
+    import vit_hf.timm.convert
 
-    convert_exactly = vit_hf.convert.from_timm
+    convert_exactly = vit_hf.timm.convert.from_timm
 
     def off_by_a_little(timm_model, **kwargs):
         model = convert_exactly(timm_model, **kwargs)
         model.vit.norm.weight.data.add_(0.01)
         return model
 
-    monkeypatch.setattr(vit_hf.convert, "from_timm", off_by_a_little)
+    monkeypatch.setattr(vit_hf.timm.convert, "from_timm", off_by_a_little)
     out = tmp_path / "converted"
     assert main([NAME, str(out), "--checkpoint", str(checkpoint)]) == 3
     assert "not exact" in caplog.text and not out.exists()

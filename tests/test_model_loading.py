@@ -68,7 +68,7 @@ def test_folder_of_another_model_type_is_a_clear_error(tmp_path):
 
 def test_folder_without_a_processor_gets_the_default_one_with_a_warning(tmp_path, caplog):
     ViTHFForImageClassification(tiny_config()).save_pretrained(tmp_path / "model")
-    with caplog.at_level(logging.WARNING, logger="vit_hf.model_loading"):
+    with caplog.at_level(logging.WARNING, logger="vit_hf.training.model_loading"):
         model, processor, _ = load_model_for_finetuning(ModelArguments(model=str(tmp_path / "model")), {0: "a"})
     assert list(processor.image_mean) == [0.5, 0.5, 0.5] and processor.crop_size["height"] == 32
     assert "has no preprocessor_config.json" in caplog.text
@@ -118,17 +118,17 @@ def test_a_bf16_folder_trains_from_float32_weights(tmp_path):
 
 
 def test_only_a_definite_answer_from_the_hub_means_no_image_processor():
-    with mock.patch("vit_hf.model_loading.hf_hub_download", return_value="/cache/preprocessor_config.json"):
+    with mock.patch("vit_hf.training.model_loading.hf_hub_download", return_value="/cache/preprocessor_config.json"):
         assert has_image_processor("someone/vit")
     missing = RemoteEntryNotFoundError("404 preprocessor_config.json", response=mock.Mock())
-    with mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=missing):
+    with mock.patch("vit_hf.training.model_loading.hf_hub_download", side_effect=missing):
         assert not has_image_processor("someone/vit")
     offline = LocalEntryNotFoundError("offline and not in the cache")  # unknown: never guess a normalisation
-    with mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=offline), pytest.raises(OSError):
+    with mock.patch("vit_hf.training.model_loading.hf_hub_download", side_effect=offline), pytest.raises(OSError):
         has_image_processor("someone/vit")
     # Offline, but an earlier online run cached the Hub's answer that the repo has no such file.
     with (
-        mock.patch("vit_hf.model_loading.hf_hub_download", side_effect=offline),
-        mock.patch("vit_hf.model_loading.try_to_load_from_cache", return_value=_CACHED_NO_EXIST),
+        mock.patch("vit_hf.training.model_loading.hf_hub_download", side_effect=offline),
+        mock.patch("vit_hf.training.model_loading.try_to_load_from_cache", return_value=_CACHED_NO_EXIST),
     ):
         assert not has_image_processor("someone/vit")
