@@ -17,6 +17,7 @@ from vit_hf.visualize import (
     mean_attention_distance,
     most_confident_mistakes,
     patch_filter_components,
+    plot_mistakes,
     position_embedding_similarity,
     write_pictures,
 )
@@ -26,6 +27,7 @@ VARIANTS = {
     "hybrid": dict(backbone_depths=[], backbone_stem_channels=32, patch_size=2),  # stem (1/4) then 2x2 patches
     "registers_mean_pooling": dict(num_register_tokens=3, pooling="mean"),
     "no_class_token": dict(class_token=False, pooling="mean"),
+    "post_norm_no_embed_class": dict(norm_placement="post", no_embed_class=True, num_register_tokens=1),
 }
 
 
@@ -176,7 +178,7 @@ def test_patch_filters_of_a_hybrid_are_refused():
         patch_filter_components(model_for("hybrid"))
 
 
-def test_most_confident_mistakes_come_first_and_only_mistakes():
+def test_most_confident_mistakes_come_first_and_only_mistakes(tmp_path):
     model = model_for("plain").eval()
     torch.nn.init.normal_(model.head.weight)  # a head that is not zero, so confidences differ
     pixels = torch.randn(10, 3, 32, 32)
@@ -193,6 +195,10 @@ def test_most_confident_mistakes_come_first_and_only_mistakes():
     assert [mistake.label for mistake in mistakes] == labels[expected].tolist()
     assert [mistake.prediction for mistake in mistakes] == predictions[expected].tolist()
     torch.testing.assert_close(mistakes[0].pixel_values, pixels[expected[0]])
+    plot_mistakes(mistakes, model.config.id2label, [0.5] * 3, [0.5] * 3, tmp_path / "mistakes.png")
+    assert min(png_size(tmp_path / "mistakes.png")) > 100
+    with pytest.raises(ValueError, match="no mistakes"):
+        plot_mistakes([], model.config.id2label, [0.5] * 3, [0.5] * 3, tmp_path / "none.png")
 
 
 def png_size(path) -> tuple[int, int]:

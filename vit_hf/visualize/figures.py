@@ -137,10 +137,14 @@ def plot_patch_filters(components: torch.Tensor, path: str | Path) -> None:
     save_figure(figure, path)
 
 
-def plot_mistakes(mistakes: Sequence[Mistake], images: np.ndarray, id2label: dict, path: str | Path) -> None:
-    """A grid of mistakes (most confident first) with true and predicted labels; `images` (B, H, W, C) in [0, 1]."""
+def plot_mistakes(
+    mistakes: Sequence[Mistake], id2label: dict[int, str], mean: Sequence[float], std: Sequence[float], path: str | Path
+) -> None:
+    """A grid of `most_confident_mistakes` (most confident first) with true and predicted labels; `mean` / `std` are
+    the normalisation of their pixel values (the image processor's)."""
     if not mistakes:
         raise ValueError("There are no mistakes to draw: the model classified every example correctly.")
+    images = to_display(torch.stack([mistake.pixel_values for mistake in mistakes]), mean, std)
     cols = min(8, len(mistakes))
     rows = math.ceil(len(mistakes) / cols)
     figure, axes = plt.subplots(
