@@ -13,7 +13,8 @@ ALLOWED = {
     "data": set(),
     "hub": {"files"},
     "timm": {"model", "hub", "files"},
-    "training": {"model", "files", "data", "hub", "timm"},
+    "visualize": {"model", "timm"},
+    "training": {"model", "files", "data", "hub", "timm", "visualize"},
 }
 
 

@@ -236,7 +236,7 @@ def image_files(folder, count: int = 2) -> list[str]:
 
 
 def test_cli_on_a_saved_folder(tmp_path):
-    from vit_hf.image_processing import make_image_processor
+    from vit_hf.image_processing_vit_hf import make_image_processor
     from vit_hf.visualize.__main__ import main
 
     model = model_for("hybrid", id2label={index: f"class {index}" for index in range(5)})

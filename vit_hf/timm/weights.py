@@ -42,6 +42,13 @@ TIMM_STEM_KEY = re.compile(r"^patch_embed\.backbone\.(conv|norm)\.")
 VIT_HF_STEM_KEY = re.compile(r"^patch_embed\.backbone\.stem\.(conv|norm)\.")
 
 
+def is_timm_model_name(name: str) -> bool:
+    """`vit_base_patch16_224.augreg_in21k`, `timm/vit_base_patch16_224...` or `hf-hub:timm/...` (and no local path
+    of that name)."""
+    name = name.removeprefix("hf-hub:").removeprefix("timm/")
+    return timm.is_model(name.split(".")[0]) and not Path(name).exists()
+
+
 def from_timm(
     model_name_or_module: str | nn.Module,
     *,

@@ -17,6 +17,7 @@ from transformers.utils import IMAGE_PROCESSOR_NAME
 from ..configuration_vit_hf import ViTHFConfig, list_presets
 from ..image_processing_vit_hf import make_image_processor
 from ..modeling_vit_hf import ViTHFForImageClassification
+from ..timm.weights import is_timm_model_name
 
 logger = logging.getLogger(__name__)
 # ViTHFConfig fields that --model_overrides may not set, and what sets them instead.
@@ -41,14 +42,6 @@ def check_model_overrides(overrides: dict, image_size: int | None) -> None:
             close = difflib.get_close_matches(key, known, n=3)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"Unknown key {key!r} in --model_overrides: not a ViTHFConfig field.{hint}")
-
-
-def is_timm_model_name(name: str) -> bool:
-    """`vit_base_patch16_224.augreg_in21k`, `timm/vit_base_patch16_224...` or `hf-hub:timm/...`."""
-    import timm
-
-    name = name.removeprefix("hf-hub:").removeprefix("timm/")
-    return timm.is_model(name.split(".")[0]) and not Path(name).exists()
 
 
 def load_model_for_finetuning(model_args, id2label: dict[int, str]):

@@ -19,7 +19,8 @@ from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassi
 from transformers.utils import IMAGE_PROCESSOR_NAME
 
 from ..configuration_vit_hf import ViTHFConfig
-from ..image_processing import make_image_processor
+from ..image_processing_vit_hf import make_image_processor
+from ..timm.weights import from_timm, image_processor_from_timm, is_timm_model_name
 from .pictures import write_pictures
 
 logger = logging.getLogger("vit_hf.visualize")
@@ -41,18 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def is_timm_name(name: str) -> bool:
-    import timm
-
-    name = name.removeprefix("hf-hub:").removeprefix("timm/")
-    return not Path(name).exists() and timm.is_model(name.split(".")[0])
-
-
 def load_model(name: str, checkpoint: Path | None):
     """(model, image processor) for a timm model name, a vit_hf folder or a Hub id."""
-    if is_timm_name(name):
-        from ..timm_weights import from_timm, image_processor_from_timm
-
+    if is_timm_model_name(name):
         timm_name = name.removeprefix("hf-hub:").removeprefix("timm/")
         return from_timm(timm_name, checkpoint_path=checkpoint), image_processor_from_timm(timm_name)
     if checkpoint is not None:
