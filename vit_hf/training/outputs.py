@@ -19,7 +19,7 @@ STAGING = ".final-tmp"  # hidden: removed at the next start if a run dies while 
 def write_outputs(
     output_dir: Path,
     model: PreTrainedModel,
-    state_dict: dict,
+    state_dict: dict | None,
     processor: BaseImageProcessor,
     data: ImageClassificationData,
     results: dict,
@@ -27,14 +27,16 @@ def write_outputs(
     confusion: tuple[torch.Tensor, str],
     card_fields: dict,
 ) -> None:
-    """Main process only; `state_dict` is the full one (under FSDP gathered from every process). `card_fields` are
-    `build_model_card`'s arguments other than the results and pictures."""
+    """Main process only; `state_dict` is the full one (under FSDP gathered from every process), or None when the
+    model and processor are already in `output_dir` and only results, log, pictures and card change. `card_fields`
+    are `build_model_card`'s arguments other than the results and pictures."""
     model.config.id2label, model.config.label2id = data.id2label, data.label2id
     tmp = output_dir / STAGING
     shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
     tmp.mkdir()
-    model.save_pretrained(tmp, state_dict=state_dict)
-    processor.save_pretrained(tmp)
+    if state_dict is not None:
+        model.save_pretrained(tmp, state_dict=state_dict)
+        processor.save_pretrained(tmp)
     write_json_atomic(tmp / "all_results.json", results)
     write_json_atomic(tmp / "log_history.json", log_history)
     plot_training_curves(log_history, tmp / "training_curves.png")
