@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from tests.data_utils import write_cifar_like
 from vit_hf.hub.upload import files_to_push
-from vit_hf.training import output_dir
+from vit_hf.training import checkpointing, output_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = str(ROOT / "recipes" / "finetune.py")
@@ -230,3 +230,54 @@ def test_output_dir_not_shared_by_every_process_is_refused(tmp_path, monkeypatch
 
     monkeypatch.setattr(output_dir, "gather_object", lambda objects: objects * 2)
     output_dir.check_output_dir_shared(accelerator, tmp_path)
+
+
+class PlantedCode:
+    """Unpickling this creates a file: what a replaced checkpoint file could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoints_hold_no_pickle_that_runs_code_on_resume(cifar, finished_run, tmp_path):
+    """The schedule and EMA were pickles that accelerate loads with weights_only=False. A planted
+    custom_checkpoint_0.pkl, even with the file list in training_state.json forged to include it, is never
+    unpickled: the resume stops with an error naming the checkpoint."""
+    checkpoint_files = {p.name for p in (finished_run / "checkpoint-8").iterdir()}
+    assert {"scheduler.json", "rng_state_0.json", "model.safetensors"} <= checkpoint_files
+    assert not [name for name in checkpoint_files if name.endswith(".pkl")]
+    output = tmp_path / "out"
+    output.mkdir()
+    checkpoint = output / "checkpoint-8"
+    subprocess.run(["cp", "-r", str(finished_run / "checkpoint-8"), str(checkpoint)], check=True)
+    marker = tmp_path / "code-ran"
+    torch.save(PlantedCode(marker), checkpoint / "custom_checkpoint_0.pkl")
+    state = json.loads((checkpoint / "training_state.json").read_text())
+    state["files"] = checkpointing.file_digests(checkpoint)
+    (checkpoint / "training_state.json").write_text(json.dumps(state))
+    result = run_recipe(recipe_args(cifar, output, resume_from_checkpoint="latest"))
+    assert not marker.exists()
+    assert result.returncode != 0 and "checkpoint-8 cannot be loaded" in result.stderr
+
+
+def test_an_undecodable_test_image_keeps_the_trained_model(cifar, tmp_path):
+    """The test split is read only after the model folder is written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data = tmp_path / "data"
+    subprocess.run(["cp", "-r", str(cifar), str(data)], check=True)
+    test_file = next((data / "plain_text").glob("test-*.parquet"))
+    table = pq.read_table(test_file)
+    images = table.column("img").to_pylist()
+    images[5] = {"bytes": b"not an image", "path": None}
+    column = pa.array(images, type=table.schema.field("img").type)
+    pq.write_table(table.set_column(table.schema.get_field_index("img"), "img", column), test_file)
+    output = tmp_path / "out"
+    result = run_recipe(recipe_args(data, output, max_steps=2, save_strategy="no", eval_strategy="epoch"))
+    assert result.returncode != 0 and "Evaluating the test split failed" in result.stderr
+    assert (output / "model.safetensors").is_file() and (output / "config.json").is_file()
+    assert "test_accuracy" not in json.loads((output / "all_results.json").read_text())
