@@ -325,3 +325,53 @@ def test_no_train_split_and_wrong_files(tmp_path, cache_dir):
     (tmp_path / "labels.csv").write_text("a,b\n")
     with pytest.raises(ValueError, match="not a .parquet file"):
         load_image_classification(str(tmp_path / "labels.csv"), cache_dir=cache_dir)
+
+
+# --- edge cases that would train the wrong thing ---------------------------------------------------------------
+
+
+def save_images(folder, relative_paths):
+    image = PILImage.fromarray(np.zeros((8, 8, 3), dtype=np.uint8))
+    for relative in relative_paths:
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+
+
+def test_one_class_data_is_refused(tmp_path, cache_dir):
+    features = Features({"image": Image(), "label": Value("string")})
+    data = Dataset.from_dict({"image": [png_bytes(np.zeros((8, 8, 3), np.uint8))] * 6, "label": ["cat"] * 6})
+    data.cast(features).to_parquet(str(tmp_path / "one.parquet"))
+    with pytest.raises(ValueError, match=r"one class only \('cat'.*at least two classes"):
+        load_image_classification(str(tmp_path / "one.parquet"), cache_dir=cache_dir)
+
+
+def test_image_folder_with_one_class_or_nested_files_says_what_is_wrong(tmp_path, cache_dir):
+    save_images(tmp_path / "one", [f"train/cat/{i}.png" for i in range(6)])
+    with pytest.raises(ValueError, match=r"one class folder only \('cat'\)"):
+        load_image_classification(str(tmp_path / "one"), cache_dir=cache_dir)
+    nested = [f"train/{name}/{i}.png" for name in ("cat", "dog") for i in range(6)] + ["train/dog/more/x.png"]
+    save_images(tmp_path / "nested", nested)
+    with pytest.raises(ValueError, match=r"different folder depths \(train/dog/more/x.png"):
+        load_image_classification(str(tmp_path / "nested"), cache_dir=cache_dir)
+
+
+def test_a_mistyped_label_is_named_and_rare_classes_are_warned_about(tmp_path, cache_dir, caplog):
+    labels = ["cat", "dog"] * 30 + ["dgo"]
+    pixels = png_bytes(np.zeros((8, 8, 3), np.uint8))
+    Dataset.from_dict({"image": [pixels] * len(labels), "label": labels}).to_parquet(str(tmp_path / "typo.parquet"))
+    with pytest.raises(ValueError, match=r"Class 'dgo' has a single training example.*mistyped label"):
+        load_image_classification(str(tmp_path / "typo.parquet"), cache_dir=cache_dir)
+    caplog.clear()
+    labels = ["cat", "dog"] * 30 + ["dgo"] * 2
+    Dataset.from_dict({"image": [pixels] * len(labels), "label": labels}).to_parquet(str(tmp_path / "rare.parquet"))
+    with caplog.at_level("WARNING"):
+        load_image_classification(str(tmp_path / "rare.parquet"), validation_fraction=0.5, cache_dir=cache_dir)
+    assert "few examples of 'dgo' (2), against a median of 30 per class" in caplog.text
+
+
+def test_zero_row_parquet_file_is_an_empty_split(tmp_path, cache_dir):
+    features = Features({"image": Image(), "label": ClassLabel(names=["a", "b"])})
+    images_split([], features).to_parquet(str(tmp_path / "empty.parquet"))
+    with pytest.raises(ValueError, match="Split 'train' of .*empty.parquet is empty"):
+        load_image_classification(str(tmp_path / "empty.parquet"), cache_dir=cache_dir)

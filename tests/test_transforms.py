@@ -431,3 +431,24 @@ def test_switch_prob_picks_cutmix():
 def test_mixup_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MixupCutmix(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "mode, values, expected",
+    [
+        ("I;16", np.arange(0, 65536, 257, dtype=np.uint16), np.arange(256)),  # 16-bit PNG: every grey level kept
+        ("I", np.arange(0, 65536, 257, dtype=np.int32), np.arange(256)),  # how PIL opens some 16-bit files
+        ("F", np.linspace(0, 1, 256, dtype=np.float32), np.arange(256)),
+        ("F", np.linspace(-2, 3, 256, dtype=np.float32), np.arange(256)),  # any other range: min to max
+    ],
+)
+def test_wide_grayscale_modes_are_scaled_not_clipped(mode, values, expected):
+    image = PILImage.fromarray(values.reshape(16, 16))
+    if mode == "I;16":
+        image = PILImage.frombytes("I;16", (16, 16), values.astype("<u2").tobytes())
+    assert image.mode == mode
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG" if mode == "I;16" else "TIFF")
+    pixels = decode_rgb({"bytes": buffer.getvalue(), "path": None}, "train", 0)  # (3, 16, 16)
+    assert torch.equal(pixels[0].flatten(), torch.tensor(expected, dtype=torch.uint8))
+    assert torch.equal(pixels[0], pixels[2])

@@ -6,16 +6,22 @@ training starts rather than inside a DataLoader worker mid-epoch.
 """
 
 import json
+import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Image, Value
+from PIL import Image as PILImage
 from sklearn.model_selection import train_test_split
+
+logger = logging.getLogger(__name__)
 
 SHORT_NAMES = {"cifar10": "uoft-cs/cifar10", "cifar100": "uoft-cs/cifar100"}
 IMAGE_COLUMNS = ("img", "image")
@@ -26,6 +32,7 @@ VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
 SOURCE_INDEX = "source_index"
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SEED = 0  # fixed: the digits test split is the same whatever seed the caller picks
+RARE_CLASS_FRACTION = 0.1  # a class with fewer examples than this share of the median class is worth a warning
 
 
 @dataclass
@@ -84,6 +91,8 @@ def load_image_classification(
     used = [name for name in (train_name, validation_name, test_name) if name is not None]  # others are ignored
     features = raw[train_name].features
     image_column = _find_column(features, image_column, IMAGE_COLUMNS, Image, "image")
+    if label_column is None and os.path.isdir(source):
+        _check_image_folder_labels(source, features)
     label_column = _find_column(features, label_column, LABEL_COLUMNS, ClassLabel, "label")
 
     splits = {}
@@ -101,6 +110,7 @@ def load_image_classification(
     splits, names = _encode_labels(splits, label_column)
     for name, split in splits.items():
         _check_label_range(split, label_column, len(names), name)
+    _check_class_counts(splits[train_name], label_column, names, train_name)
 
     if validation_name is not None:
         train, validation = splits[train_name], splits[validation_name]
@@ -128,6 +138,8 @@ def _read(source: str, cache_dir: str | None) -> DatasetDict:
     if os.path.isfile(source):
         if not source.endswith(".parquet"):
             raise ValueError(f"{source} is a file but not a .parquet file; pass a parquet file or a dataset folder.")
+        if pq.read_metadata(source).num_rows == 0:
+            raise ValueError(f"Split 'train' of {source} is empty: the parquet file has no rows.")
         return datasets.load_dataset("parquet", data_files={"train": source}, cache_dir=cache_dir)
     if source == "digits":
         return _digits()
@@ -198,6 +210,54 @@ def _find_column(features: Features, requested: str | None, candidates, feature_
         f"{len(typed)} columns are of type {feature_type.__name__}. The columns are {list(features)}; "
         f"pass {argument}=..."
     )
+
+
+def _check_image_folder_labels(folder: str, features: Features) -> None:
+    """An image folder gets labels from its class folders only when there are two or more and every image sits at
+    the same depth; otherwise `datasets` silently drops the label column. Say which of the two went wrong."""
+    if any(name in features for name in LABEL_COLUMNS):
+        return
+    extensions = {extension.lower() for extension in PILImage.registered_extensions()}
+    images = [path for path in Path(folder).rglob("*") if path.suffix.lower() in extensions and path.is_file()]
+    depths = Counter(len(path.relative_to(folder).parts) for path in images)
+    if len(depths) > 1:
+        usual = depths.most_common(1)[0][0]
+        odd = next(path for path in images if len(path.relative_to(folder).parts) != usual)
+        raise ValueError(
+            f"The images in {folder} sit at different folder depths ({odd.relative_to(folder)} among others at "
+            f"depth {usual}), so no class can be read from the folder names. Put every image directly in its class "
+            "folder: <split>/<class>/<image>, or <class>/<image>."
+        )
+    classes = sorted({path.parent.name for path in images})
+    if len(classes) == 1:
+        raise ValueError(
+            f"{folder} has one class folder only ({classes[0]!r}); a classifier needs at least two: "
+            "<split>/<class>/<image> with one folder per class."
+        )
+
+
+def _check_class_counts(train: Dataset, column: str, names: list[str], split: str) -> None:
+    """At least two classes in training, and a warning for a class far rarer than the others (often a mistyped
+    label or folder name)."""
+    counts = np.bincount(train.data.column(column).to_numpy(), minlength=len(names))
+    present = np.flatnonzero(counts)
+    if len(present) < 2:
+        only = names[present[0]] if len(present) else "none"
+        raise ValueError(
+            f"Split {split!r} has examples of one class only ({only!r}, {len(names)} class names in all): a "
+            "classifier needs examples of at least two classes."
+        )
+    median = float(np.median(counts[present]))
+    rare = [(names[i], int(counts[i])) for i in present if counts[i] < RARE_CLASS_FRACTION * median]
+    if rare:
+        listed = ", ".join(f"{name!r} ({count})" for name, count in rare[:5])
+        logger.warning(
+            "Split %r: few examples of %s, against a median of %d per class. A mistyped label or folder name makes "
+            "an extra class; fix or remove those rows if so.",
+            split,
+            listed,
+            median,
+        )
 
 
 def _as_images(split: Dataset, column: str, name: str) -> Dataset:
@@ -277,6 +337,15 @@ def _check_label_range(split: Dataset, column: str, num_labels: int, name: str) 
 def _hold_out(train: Dataset, column: str, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     """A seeded, stratified validation split carved from train: the same rows for the same seed."""
     labels = np.asarray(train.with_format("numpy")[column])
+    counts = np.bincount(labels)
+    single = np.flatnonzero(counts == 1)
+    if single.size:
+        name = train.features[column].names[single[0]]
+        raise ValueError(
+            f"Class {name!r} has a single training example, which cannot be both trained on and held out for "
+            f"validation ({single.size} such classes). If it is a mistyped label, fix or remove that row; otherwise "
+            "use a dataset with a validation split."
+        )
     try:
         kept, held_out = train_test_split(np.arange(len(train)), test_size=fraction, random_state=seed, stratify=labels)
     except ValueError as error:

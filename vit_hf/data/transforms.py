@@ -223,12 +223,29 @@ class SourceImageTransform:
 
 
 def _to_rgb(image: PILImage.Image) -> PILImage.Image:
-    """Grayscale, palette, RGBA, CMYK, ... -> RGB (alpha is dropped, as transformers' and timm's loaders do)."""
+    """Grayscale, palette, RGBA, CMYK, ... -> RGB (alpha is dropped, as transformers' and timm's loaders do). Wide
+    grayscale modes are scaled, not clipped (PIL's own conversion clips them to two or three grey levels)."""
     if image.mode == "RGB":
         return image
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        image = _wide_to_8bit(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")  # the direct P -> RGB conversion warns about palette transparency
     return image.convert("RGB")
+
+
+def _wide_to_8bit(image: PILImage.Image) -> PILImage.Image:
+    """16-bit (`I;16*`, and `I`, as which PIL opens 16-bit PNGs, when its values fit 0..65535) scale 0..65535 to
+    0..255; floats (`F`) in 0..1 scale to 0..255; any other range is stretched from its minimum to its maximum."""
+    values = np.asarray(image, dtype=np.float64)  # (H, W)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535):
+        scaled = values / 257.0  # 65535 -> 255 exactly
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255.0
+    else:
+        scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return PILImage.fromarray(np.round(scaled).astype(np.uint8))  # mode L
 
 
 _DECODER = Image()

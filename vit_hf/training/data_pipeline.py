@@ -40,6 +40,9 @@ def get_data(data_args: DataArguments, seed: int) -> ImageClassificationData:
     }
     for split, limit in limits.items():
         dataset = getattr(data, split)
+        if limit is not None and limit < 1 and dataset is not None:
+            flag = "--max_train_samples" if split == "train" else "--max_eval_samples"
+            raise ValueError(f"{flag} {limit} leaves the {split} split without examples; give at least 1.")
         if limit is not None and dataset is not None and limit < len(dataset):
             setattr(data, split, dataset.shuffle(seed=seed).select(range(limit)))
     return data
