@@ -242,6 +242,14 @@ class PlantedCode:
         return (open, (self.marker, "w"))
 
 
+def forge_file_list(checkpoint: Path) -> None:
+    """What an attacker who can write the checkpoint can also do: make training_state.json match the files."""
+    state = json.loads((checkpoint / "training_state.json").read_text())
+    state["files"] = checkpointing.file_digests(checkpoint)
+    state["state_sha256"] = checkpointing.state_digest(state)
+    (checkpoint / "training_state.json").write_text(json.dumps(state))
+
+
 def test_checkpoints_hold_no_pickle_that_runs_code_on_resume(cifar, finished_run, tmp_path):
     """The schedule and EMA were pickles that accelerate loads with weights_only=False. A planted
     custom_checkpoint_0.pkl, even with the file list in training_state.json forged to include it, is never
@@ -255,9 +263,7 @@ def test_checkpoints_hold_no_pickle_that_runs_code_on_resume(cifar, finished_run
     subprocess.run(["cp", "-r", str(finished_run / "checkpoint-8"), str(checkpoint)], check=True)
     marker = tmp_path / "code-ran"
     torch.save(PlantedCode(marker), checkpoint / "custom_checkpoint_0.pkl")
-    state = json.loads((checkpoint / "training_state.json").read_text())
-    state["files"] = checkpointing.file_digests(checkpoint)
-    (checkpoint / "training_state.json").write_text(json.dumps(state))
+    forge_file_list(checkpoint)
     result = run_recipe(recipe_args(cifar, output, resume_from_checkpoint="latest"))
     assert not marker.exists()
     assert result.returncode != 0 and "checkpoint-8 cannot be loaded" in result.stderr

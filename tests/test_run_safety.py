@@ -66,6 +66,11 @@ def test_checkpoints_appear_only_when_complete_and_rotate_within_their_run(tmp_p
     assert choose_checkpoint("latest", tmp_path / "empty", "old") is None
 
 
+def edit_state(checkpoint: Path, **changes) -> None:
+    state = json.loads((checkpoint / "training_state.json").read_text())
+    (checkpoint / "training_state.json").write_text(json.dumps({**state, **changes}))
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -73,6 +78,7 @@ def test_checkpoints_appear_only_when_complete_and_rotate_within_their_run(tmp_p
         (lambda c: (c / "model.safetensors").unlink(), "model.safetensors is missing"),
         (lambda c: (c / "custom_checkpoint_0.pkl").write_bytes(b"x"), "custom_checkpoint_0.pkl was not written"),
         (lambda c: (c / "training_state.json").write_text("{"), "training_state.json cannot be read"),
+        (lambda c: edit_state(c, step=7), "training_state.json is damaged"),
     ],
 )
 def test_damaged_newest_checkpoint_falls_back_naming_the_file(tmp_path, caplog, damage, message):

@@ -56,7 +56,8 @@ def finalize_checkpoint(output_dir: str | Path, step: int, state: dict, keep_las
     `run_id`."""
     output_dir = Path(output_dir)
     tmp = temporary_checkpoint_dir(output_dir, step)
-    write_json_atomic(tmp / STATE_FILE, {**state, "format": FORMAT, "files": file_digests(tmp)})
+    state = {**state, "format": FORMAT, "files": file_digests(tmp)}
+    write_json_atomic(tmp / STATE_FILE, {**state, "state_sha256": state_digest(state)})
     final = output_dir / f"checkpoint-{step}"
     if final.exists():  # a resumed run reaching a step it saved before: the old one goes only once the new is in
         replaced = output_dir / REPLACED.format(step)
@@ -82,6 +83,12 @@ def file_digests(folder: Path) -> dict[str, dict]:
     return digests
 
 
+def state_digest(state: dict) -> str:
+    """The state file's own checksum, over everything else it holds."""
+    content = json.dumps({k: v for k, v in state.items() if k != "state_sha256"}, sort_keys=True)
+    return hashlib.sha256(content.encode()).hexdigest()
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
@@ -99,6 +106,8 @@ def verify_checkpoint(checkpoint: Path) -> dict:
         files = state["files"] if state.get("format") == FORMAT else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError, KeyError) as error:
         raise CheckpointError(f"{state_file} cannot be read ({type(error).__name__}: {error}).") from error
+    if files is not None and state.get("state_sha256") != state_digest(state):
+        raise CheckpointError(f"{state_file} is damaged: its content differs from what was saved.")
     if files is None:
         raise CheckpointError(
             f"{checkpoint} was written by an earlier version of vit_hf, whose checkpoints keep state in pickles that "

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from ..files import write_json_atomic
 from .checkpoint_state import CheckpointError
-from .checkpointing import checkpoint_run, checkpoint_steps, choose_checkpoint, remove_stale_temporaries
+from .checkpointing import (
+    STATE_FILE,
+    checkpoint_run,
+    checkpoint_steps,
+    choose_checkpoint,
+    remove_stale_temporaries,
+)
 from .output_dir import check_output_dir, finished_outputs, folder_content
 
 logger = logging.getLogger(__name__)
@@ -147,11 +153,14 @@ def _nothing_to_resume(output_dir: Path, recorded: str | None) -> RunClaim:
 
 
 def _warn_about_other_runs(output_dir: Path, run_id: str | None) -> None:
-    own = set(checkpoint_steps(output_dir, run_id)) if run_id else set()
-    others = [step for step in checkpoint_steps(output_dir) if step not in own]
-    if others:
-        logger.warning(
-            "Ignoring checkpoint-%s in %s: written by another run (or an earlier version of vit_hf).",
-            ", checkpoint-".join(map(str, others)),
-            output_dir,
-        )
+    """Name each checkpoint folder `latest` passes over without trying it, and why."""
+    for entry in sorted(output_dir.glob("checkpoint-*")):
+        state = entry / STATE_FILE
+        if not entry.is_dir() or (run_id is not None and checkpoint_run(entry) == run_id):
+            continue
+        if not state.is_file():
+            logger.warning("Skipping %s: it has no %s (an incomplete checkpoint).", entry.name, STATE_FILE)
+        elif checkpoint_run(entry) is None:
+            logger.warning("Skipping %s: %s cannot be read, or predates run ids.", entry.name, state)
+        else:
+            logger.warning("Ignoring %s: written by another run.", entry.name)
