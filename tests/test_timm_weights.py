@@ -63,6 +63,8 @@ FEATURES = {
     "no_embed_class_flexivit": ("flexivit_small", dict(depth=2)),
     "no_final_norm_radio": ("vit_base_patch16_radio_v3", dict(depth=2, img_size=224)),
     "no_pos_embed": ("vit_small_patch16_224", dict(depth=2, pos_embed="none")),
+    "residual_post_norm": ("vit_base_patch16_rpn_224", dict(depth=2)),
+    "embedding_dropout_only": ("vit_small_patch16_224", dict(depth=2, pos_drop_rate=0.1)),
     "non_square_input": ("vit_small_patch16_224", dict(depth=2, img_size=(160, 224))),
     "headless": ("vit_small_patch14_dinov2", dict(depth=2, img_size=224)),
 }
@@ -314,6 +316,7 @@ TINY = dict(depth=2, embed_dim=64, num_heads=2)
         ("vit_base_patch16_clip_quickgelu_224", TINY, {}),
         ("vit_base_patch16_siglip_224", TINY, dict(num_labels=7)),
         ("deit3_small_patch16_224", dict(TINY, qk_norm=True), {}),
+        ("vit_base_patch16_rpn_224", TINY, {}),
         ("vit_tiny_r_s16_p8_224", dict(depth=2), dict(image_size=256)),
         ("vit_small_r26_s32_224", dict(depth=1, img_size=64), dict(num_labels=3, image_size=96)),
         ("vit_base_r50_s16_224", dict(TINY, depth=1, img_size=64, num_classes=10), {}),
@@ -380,10 +383,12 @@ def test_configs_timm_cannot_express_are_named_and_nothing_is_written(tmp_path):
         intermediate_size=15,
         hidden_act="gelu_new",
         pre_norm=True,
+        norm_placement="post",
     )
     with pytest.raises(ValueError) as error:
         to_timm_checkpoint(ViTHFForImageClassification(config), tmp_path / "model.safetensors")
-    for feature in ("overlapping patches", "patch_embed_bias=True with pre_norm=True", "'gelu_new'", "=15"):
+    features = ("overlapping patches", "patch_embed_bias=True with pre_norm=True", "'gelu_new'", "=15", "post-norm")
+    for feature in features:
         assert feature in str(error.value)
     assert os.listdir(tmp_path) == []
 
@@ -466,7 +471,6 @@ def test_bad_arguments_give_clear_errors(tmp_path, checkpoint):
         ("vit_small_patch16_224", dict(global_pool="prr"), ["attention-pool head other than 'map'"]),
         ("vit_base_patch16_siglip_224", dict(mlp_layer=SwiGLU), ["SwiGLU", "attention-pool head whose heads, MLP"]),
         ("vit_base_patch16_xp_224", {}, ["parallel attention + MLP blocks", "RMSNorm"]),
-        ("vit_base_patch16_rpn_224", {}, ["post-norm residual blocks"]),
         ("vit_dwee_patch16_reg1_gap_256", {}, ["differential attention"]),
         ("aimv2_large_patch14_224", {}, ["norm after the patch embedding", "SwiGLU", "RMSNorm"]),
         ("vit_small_patch16_224", dict(proj_bias=False), ["without bias (proj_bias=False)"]),

@@ -25,7 +25,7 @@ from timm.layers import (
 from timm.layers import StdConv2dSame as TimmStdConv2dSame
 from timm.layers.pool2d_same import MaxPool2dSame
 from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2, create_resnetv2_stem
-from timm.models.vision_transformer import Block, VisionTransformer
+from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
 from torch import nn
 
 from ..configuration_vit_hf import ViTHFConfig, to_2tuple
@@ -53,7 +53,6 @@ POOLING = {"token": "cls", "avg": "mean", "max": "max", "avgmax": "avgmax", "map
 TIMM_POOLING = {pooling: name for name, pooling in POOLING.items()}
 # Blocks, attention and MLP layers timm's ViTs use that vit_hf does not implement, by the feature they stand for.
 UNSUPPORTED_LAYERS = {
-    "ResPostBlock": "post-norm residual blocks (ResPostBlock)",
     "ParallelScalingBlock": "parallel attention + MLP blocks (ParallelScalingBlock)",
     "DiffParallelScalingBlock": "parallel blocks with differential attention (DiffParallelScalingBlock)",
     "ParallelThingsBlock": "parallel attention + MLP branches (ParallelThingsBlock)",
@@ -251,14 +250,13 @@ def _block_fields(model: VisionTransformer, problems: list[str]) -> dict:
         num_hidden_layers=len(model.blocks),
         drop_path_rate=0.0 if _is_identity(drop_path) else drop_path.drop_prob,
     )
-    if model.pos_drop.p != fields.get("hidden_dropout_prob", 0.0):
-        problems.append("a position-embedding dropout different from the projection dropout")
+    fields["embed_dropout_prob"] = model.pos_drop.p
     return fields
 
 
 def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict | None:
     kind = type(block).__name__
-    if type(block) is not Block:
+    if type(block) not in (Block, ResPostBlock):
         problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown transformer blocks ({kind})"))
         return None
     attn, mlp = block.attn, block.mlp
@@ -288,10 +286,10 @@ def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict |
     hidden_act = ACTIVATIONS.get((type(act), getattr(act, "approximate", None)))
     if hidden_act is None:
         problems.append(f"an MLP activation without a transformers equivalent ({act!r})")
-    scales = [block.ls1, block.ls2]
+    scales = [getattr(block, "ls1", None), getattr(block, "ls2", None)]  # ResPostBlock has none
     if any(not _is_identity(scale) and type(scale) is not LayerScale for scale in scales):
         problems.append(f"an unknown layer scale ({type(block.ls1).__name__})")
-    elif _is_identity(block.ls1) != _is_identity(block.ls2):
+    elif _is_identity(scales[0]) != _is_identity(scales[1]):
         problems.append("layer scale on one residual branch only")
     dropouts = {mlp.drop1.p, mlp.drop2.p, attn.proj_drop.p}
     if len(dropouts) > 1:
@@ -302,7 +300,8 @@ def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict |
         hidden_act=hidden_act,
         qkv_bias=attn.qkv.bias is not None,
         qk_norm=not _is_identity(attn.q_norm),
-        layer_scale_init_value=None if _is_identity(block.ls1) else float(block.ls1.init_values),
+        layer_scale_init_value=None if _is_identity(scales[0]) else float(scales[0].init_values),
+        norm_placement="res_post" if type(block) is ResPostBlock else "pre",
         hidden_dropout_prob=attn.proj_drop.p,
         attention_probs_dropout_prob=attn.attn_drop.p,
     )
@@ -408,6 +407,10 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         )
     if config.hidden_act not in TIMM_ACTIVATIONS:
         problems.append(f"hidden_act={config.hidden_act!r} (timm names {', '.join(TIMM_ACTIVATIONS)})")
+    if config.norm_placement == "post":
+        problems.append("post-norm blocks (norm_placement='post'; timm has residual post-norm, 'res_post')")
+    if config.norm_placement == "res_post" and config.layer_scale_init_value is not None:
+        problems.append("layer scale in residual post-norm blocks (timm's ResPostBlock has none)")
     mlp_ratio = config.intermediate_size / config.hidden_size
     if int(config.hidden_size * mlp_ratio) != config.intermediate_size:
         problems.append(f"intermediate_size={config.intermediate_size} (timm's MLP width is int(dim * mlp_ratio))")
@@ -435,13 +438,15 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         final_norm=config.final_norm,
         fc_norm=config.use_fc_norm,
         drop_rate=config.classifier_dropout_prob,
-        pos_drop_rate=config.hidden_dropout_prob,
+        pos_drop_rate=config.embed_dropout_prob,
         proj_drop_rate=config.hidden_dropout_prob,
         attn_drop_rate=config.attention_probs_dropout_prob,
         drop_path_rate=config.drop_path_rate,
         norm_layer=partial(LayerNorm, eps=config.layer_norm_eps),
         act_layer=TIMM_ACTIVATIONS[config.hidden_act],
     )
+    if config.norm_placement == "res_post":
+        kwargs["block_fn"] = ResPostBlock
     if config.backbone_depths is not None:
         kwargs["embed_layer"] = partial(
             timm_hybrid_embed,
