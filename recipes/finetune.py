@@ -16,14 +16,24 @@ lists every flag. The run itself lives in `vit_hf.training.loop`:
 import logging
 import sys
 
-from vit_hf.training.arguments import parse_arguments
-from vit_hf.training.loop import training_function
+from vit_hf.training.arguments import ArgumentError, parse_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        model_args, data_args, training_args = parse_arguments(argv)
+    except ArgumentError as error:
+        print(f"finetune.py: error: {error}", file=sys.stderr)
+        return 2
+    # The run's modules (accelerate, datasets, timm) load only once the arguments are known to be good.
+    from vit_hf.training.loop import training_function
+
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    model_args, data_args, training_args = parse_arguments(argv)
-    return training_function(model_args, data_args, training_args)
+    try:
+        return training_function(model_args, data_args, training_args)
+    except ArgumentError as error:  # e.g. a --model that names no preset, timm model or folder
+        print(f"finetune.py: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

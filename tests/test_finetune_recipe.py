@@ -287,3 +287,17 @@ def test_an_undecodable_test_image_keeps_the_trained_model(cifar, tmp_path):
     assert result.returncode != 0 and "Evaluating the test split failed" in result.stderr
     assert (output / "model.safetensors").is_file() and (output / "config.json").is_file()
     assert "test_accuracy" not in json.loads((output / "all_results.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--learnin_rate", "0.1"], "unknown flag --learnin_rate (did you mean --learning_rate?)"),
+        (["--model", "tiny_patch16_225", "--dataset", "digits"], "Did you mean 'tiny_patch16_224'"),
+    ],
+)
+def test_a_wrong_flag_or_model_is_one_line_and_exit_2(tmp_path, args, message):
+    result = run_recipe([*args, "--output_dir", str(tmp_path / "out")])
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("finetune.py: error: ")
+    assert message in result.stderr and "Traceback" not in result.stderr

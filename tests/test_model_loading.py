@@ -14,8 +14,8 @@ from transformers import ViTConfig, ViTForImageClassification
 from tests.conftest import tiny_config
 from vit_hf import ViTHFForImageClassification
 from vit_hf.image_processing_vit_hf import IMAGENET_DEFAULT_MEAN, make_image_processor
-from vit_hf.training.arguments import ModelArguments, parse_arguments
-from vit_hf.training.model_loading import has_image_processor, load_model_for_finetuning
+from vit_hf.training.arguments import ArgumentError, ModelArguments, parse_arguments
+from vit_hf.training.model_loading import has_image_processor, load_model_for_finetuning, model_source
 
 SAVED_LABELS = {0: "cat", 1: "dog", 2: "bird"}
 
@@ -103,10 +103,9 @@ def test_model_overrides_shape_a_preset():
     assert base_model is None
 
 
-def test_image_size_in_overrides_and_flag_is_a_clear_error_when_loading():
-    model_args = ModelArguments(model="tiny_patch16_224", image_size=32, model_overrides='{"image_size": 64}')
-    with pytest.raises(ValueError, match="use one of them"):
-        load_model_for_finetuning(model_args, {0: "a"})
+def test_image_size_in_overrides_and_flag_is_a_clear_error_when_built():
+    with pytest.raises(ArgumentError, match="use one of them"):
+        ModelArguments(model="tiny_patch16_224", image_size=32, model_overrides='{"image_size": 64}')
 
 
 def test_a_bf16_folder_trains_from_float32_weights(tmp_path):
@@ -132,3 +131,41 @@ def test_only_a_definite_answer_from_the_hub_means_no_image_processor():
         mock.patch("vit_hf.training.model_loading.try_to_load_from_cache", return_value=_CACHED_NO_EXIST),
     ):
         assert not has_image_processor("someone/vit")
+
+
+# --- where --model comes from, decided locally ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("vit_base_patch16_225", "Did you mean 'vit_base_patch16_224'"),
+        ("tiny_patch16_225", "Did you mean 'tiny_patch16_224'"),
+        ("./my_images", "./my_images: no such folder"),
+        ("models/vit/final", "no such folder"),
+        ("resnet50", "--model resnet50: .*not supported: model class ResNet"),
+    ],
+)
+def test_a_mistyped_or_unusable_model_fails_before_any_download(name, message):
+    with mock.patch("huggingface_hub.hf_hub_download", side_effect=AssertionError("no download")):
+        with pytest.raises(ArgumentError, match=message):
+            model_source(ModelArguments(model=name))
+
+
+def test_a_folder_without_config_json_is_named(tmp_path):
+    (tmp_path / "weights").mkdir()
+    with pytest.raises(ArgumentError, match="folder without config.json"):
+        model_source(ModelArguments(model=str(tmp_path / "weights")))
+
+
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        ("tiny_patch16_224", "preset"),
+        ("vit_base_patch16_224.augreg_in21k", "timm"),
+        ("timm/vit_small_patch16_224", "timm"),
+        ("someone/my-vit", "hub"),
+    ],
+)
+def test_model_sources(name, source):
+    assert model_source(ModelArguments(model=name)) == source

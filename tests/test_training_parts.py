@@ -14,7 +14,7 @@ from tests.conftest import tiny_config
 from vit_hf import ViTHFForImageClassification, list_presets
 from vit_hf.hub.model_card import build_model_card
 from vit_hf.hub.upload import HubPushError, check_hub_access, files_to_push, push_folder, upload_or_explain
-from vit_hf.training.arguments import parse_arguments
+from vit_hf.training.arguments import ArgumentError, RecipeParser, known_flags, parse_arguments
 from vit_hf.training.metrics import ClassificationMetrics
 from vit_hf.training.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
 
@@ -55,7 +55,18 @@ def test_every_shipped_recipe_parses():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--learnin_rate", "0.1"], "not used by the HfArgumentParser"),
+        (["--learnin_rate", "0.1"], "unknown flag --learnin_rate \\(did you mean --learning_rate\\?\\)"),
+        (["--learning_rat", "0.1"], "unknown flag --learning_rat"),  # no prefix abbreviations
+        (["--optimizer", "adam"], "Did you mean 'adamw'"),
+        (["--image_size", "0"], "--image_size must be positive, got 0"),
+        (["--max_grad_norm", "-1"], "--max_grad_norm must be >= 0, got -1"),
+        (["--weight_decay", "-5"], "--weight_decay must be >= 0, got -5"),
+        (["--momentum", "5"], r"--momentum must be in \[0, 1\), got 5"),
+        (["--num_epochs", "nan"], "--num_epochs must be a finite number, got nan"),
+        (["--max_train_samples", "0"], "--max_train_samples must be at least 1, got 0"),
+        (["--max_eval_samples", "0"], "--max_eval_samples must be at least 1, got 0"),
+        (["--max_steps", "3.7"], "invalid int value: '3.7'"),
+        (["--output_dir", __file__], "is a file; name a folder"),
         (["--optimizer", "adam"], "--optimizer must be one of"),
         (["--lr_scheduler_type", "step"], "--lr_scheduler_type"),
         (["--per_device_train_batch_size", "0"], "--per_device_train_batch_size must be positive"),
@@ -82,7 +93,7 @@ def test_every_shipped_recipe_parses():
     ],
 )
 def test_bad_arguments_are_clear_errors(argv, message):
-    with pytest.raises((ValueError, FileNotFoundError), match=message):
+    with pytest.raises(ArgumentError, match=message):
         parse_arguments(argv)
 
 
@@ -106,6 +117,39 @@ def test_unknown_recipe_key_is_an_error(tmp_path):
     recipe.write_text("learning_rat: 0.1\n")
     with pytest.raises(ValueError, match="Did you mean 'learning_rate'"):
         parse_arguments(["--config", str(recipe)])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_steps: 3.7\n", "max_steps in .* must be an integer, got 3.7"),
+        ("learning_rate: fast\n", "learning_rate in .* must be a number, got 'fast'"),
+        ("push_to_hub: 1\n", "push_to_hub in .* must be true or false, got 1"),
+        ("optimizer: adam\n", "--optimizer must be one of \\['sgd', 'adamw'\\], got 'adam'"),
+        ("seed: [1, 2\n", r"recipe.yaml, line 2, column 1 is not valid YAML: expected ',' or '\]'"),
+    ],
+)
+def test_bad_recipe_values_are_clear_errors(tmp_path, text, message):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ArgumentError, match=message):
+        parse_arguments(["--config", str(recipe)])
+
+
+def test_help_lists_every_flag_with_help_default_and_choices_grouped(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for title in ("model:", "data:", "training:"):
+        assert f"\n{title}\n" in text
+    parser = RecipeParser()
+    flags = [action for action in parser._actions if action.dest != "help"]
+    assert len(flags) == len(known_flags())
+    for action in flags:
+        assert action.help and action.help.strip(), action.dest
+    assert "--optimizer {sgd,adamw}" in text and "--lr_scheduler_type {cosine,linear,constant}" in text
+    assert "(default: 0.01)" in text  # the learning rate's
 
 
 # --- optimizer and schedule ------------------------------------------------------------------------------------

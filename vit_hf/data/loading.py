@@ -5,6 +5,7 @@ Everything that can be checked without decoding images is checked here, at load 
 training starts rather than inside a DataLoader worker mid-epoch.
 """
 
+import difflib
 import json
 import logging
 import os
@@ -31,6 +32,11 @@ VALIDATION_SPLITS = ("validation", "valid", "val", "dev")
 # prediction can be traced back to the source data even after the validation hold-out reshuffles the rows.
 SOURCE_INDEX = "source_index"
 DIGITS_TEST_FRACTION = 0.2
+OFFLINE_HINT = (
+    "Without a network: download it once where there is one (`hf download {source} --repo-type dataset "
+    "--local-dir my-data`) and pass the folder instead, or set HF_HUB_OFFLINE=1 to use the copy in the Hugging Face "
+    "cache."
+)
 DIGITS_SEED = 0  # fixed: the digits test split is the same whatever seed the caller picks
 RARE_CLASS_FRACTION = 0.1  # a class with fewer examples than this share of the median class is worth a warning
 
@@ -143,8 +149,11 @@ def _read(source: str, cache_dir: str | None) -> DatasetDict:
         return datasets.load_dataset("parquet", data_files={"train": source}, cache_dir=cache_dir)
     if source == "digits":
         return _digits()
+    _check_hub_id(source)
     try:
         return datasets.load_dataset(source, cache_dir=cache_dir)
+    except ConnectionError as error:
+        raise ConnectionError(f"{error}\n{OFFLINE_HINT.format(source=source)}") from None
     except ValueError as error:
         # datasets refuses to build a split with no rows; say which split and what to do.
         empty = re.search(r'Instruction "(\w+)" corresponds to no data', str(error))
@@ -153,6 +162,16 @@ def _read(source: str, cache_dir: str | None) -> DatasetDict:
                 f"Split {empty.group(1)!r} of {source} is empty: remove it or add examples to it."
             ) from error
         raise
+
+
+def _check_hub_id(source: str) -> None:
+    """A path that does not exist, or a name close to a short name, is not looked up on the Hub (a typo would
+    otherwise retry the network for a minute and end in an unrelated error)."""
+    if source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
+        raise FileNotFoundError(f"Dataset folder {source} does not exist.")
+    close = difflib.get_close_matches(source, [*SHORT_NAMES, "digits"], n=1, cutoff=0.75)
+    if "/" not in source and close:
+        raise ValueError(f"Unknown dataset {source!r}. Did you mean {close[0]!r}?")
 
 
 def _check_saved_splits_have_rows(folder: str) -> None:

@@ -9,6 +9,8 @@ reported in one `UnsupportedTimmModelError`, so the conversion is exact or does 
 
 from functools import partial
 
+import timm
+import torch
 from timm.layers import (
     GELU,
     Attention,
@@ -493,3 +495,11 @@ __all__ = [
     "timm_kwargs_from_config",
     "timm_model_name",
 ]
+
+
+def check_timm_architecture(model_name: str) -> None:
+    """UnsupportedTimmModelError, before any download, when timm's architecture `model_name` cannot be converted:
+    the model is built on the meta device (no weights, no memory) and read as `from_timm` reads it."""
+    with torch.device("meta"):
+        model = timm.create_model(model_name, pretrained=False)
+    config_from_timm(model)

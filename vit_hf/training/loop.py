@@ -27,7 +27,7 @@ from .checkpoint_state import CheckpointError, load_state, save_process_state, s
 from .checkpointing import finalize_checkpoint, read_state, temporary_checkpoint_dir
 from .data_pipeline import build_data_pipeline, get_data
 from .metrics import ClassificationMetrics
-from .model_loading import load_model_for_finetuning
+from .model_loading import load_model_for_finetuning, model_source
 from .optimization import create_optimizer, create_scheduler
 from .output_dir import check_output_dir, check_output_dir_shared
 from .outputs import write_outputs
@@ -99,6 +99,7 @@ class FineTuning:
     def _check_setup(self) -> None:
         """Everything that can fail before data and model are loaded: the launch, the Hub, the output folder."""
         accelerator, args = self.accelerator, self.args
+        model_source(self.model_args)  # a mistyped --model fails here, before the data and any download
         if accelerator.distributed_type == DistributedType.FSDP and args.final_weights == "best":
             raise ValueError("With FSDP use --final_weights last (best-weight reloading needs a full state dict).")
         if accelerator.distributed_type == DistributedType.FSDP and args.ema_decay is not None:

@@ -3,10 +3,9 @@ folder / Hub id. Returns the model with a head for the dataset's labels, its ima
 base model for the model card."""
 
 import difflib
-import inspect
-import json
 import logging
 from pathlib import Path
+from typing import Literal
 
 import torch
 from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
@@ -17,78 +16,122 @@ from transformers.utils import IMAGE_PROCESSOR_NAME
 from ..configuration_vit_hf import ViTHFConfig, list_presets
 from ..image_processing_vit_hf import make_image_processor
 from ..modeling_vit_hf import ViTHFForImageClassification
-from ..timm.weights import is_timm_model_name
+from ..timm.architecture import UnsupportedTimmModelError, check_timm_architecture
+from .arguments import ArgumentError, ModelArguments, check_model_overrides
 
 logger = logging.getLogger(__name__)
-# ViTHFConfig fields that --model_overrides may not set, and what sets them instead.
-SET_ELSEWHERE = {
-    "id2label": "the dataset's labels",
-    "label2id": "the dataset's labels",
-    "num_labels": "the dataset's labels",
-    "drop_path_rate": "--drop_path_rate",
-}
+ModelSource = Literal["preset", "timm", "folder", "hub"]
+OFFLINE_HINT = (
+    "Without a network: download it once where there is one (`hf download {name} --local-dir my-vit`), then pass "
+    "the folder as --model, or set HF_HUB_OFFLINE=1 to use the copy in the Hugging Face cache."
+)
 
 
-def check_model_overrides(overrides: dict, image_size: int | None) -> None:
-    """ValueError unless every key of `--model_overrides` is an architecture field of ViTHFConfig that no other
-    flag or the dataset sets."""
-    known = list(inspect.get_annotations(ViTHFConfig))
-    for key in overrides:
-        if key in SET_ELSEWHERE:
-            raise ValueError(f"--model_overrides cannot set {key!r}: it comes from {SET_ELSEWHERE[key]}.")
-        if key == "image_size" and image_size:
-            raise ValueError("Both --model_overrides and --image_size set image_size; use one of them.")
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=3)
-            hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise ValueError(f"Unknown key {key!r} in --model_overrides: not a ViTHFConfig field.{hint}")
+def _timm_name(name: str) -> str:
+    return name.removeprefix("hf-hub:").removeprefix("timm/")
 
 
-def load_model_for_finetuning(model_args, id2label: dict[int, str]):
+def looks_like_path(name: str) -> bool:
+    """`./my_model`, `../x`, `/abs/x`, `~/x`, `a/b/c`: not a Hub id (`owner/name`), nor a timm or preset name."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def model_source(model_args: ModelArguments) -> ModelSource:
+    """Where `--model` comes from, decided locally before anything is downloaded: a missing path, a name close to a
+    preset or a timm model, and a timm model vit_hf cannot convert are errors naming the fix."""
+    name = model_args.model
+    if name in list_presets():
+        return "preset"
+    if Path(name).expanduser().is_dir():
+        if not (Path(name).expanduser() / "config.json").is_file():
+            raise ArgumentError(f"--model {name} is a folder without config.json, so not a saved vit_hf model.")
+        return "folder"
+    if looks_like_path(name) or Path(name).exists():
+        raise ArgumentError(f"--model {name}: no such folder (a saved model is a folder with config.json).")
+    import timm
+
+    architecture = _timm_name(name).split(".")[0]
+    if timm.is_model(architecture):
+        try:
+            check_timm_architecture(architecture)
+        except UnsupportedTimmModelError as error:
+            problems = "; ".join(error.features)
+            raise ArgumentError(
+                f"--model {name}: a timm model vit_hf cannot convert, not supported: {problems}"
+            ) from None
+        return "timm"
+    if name.count("/") == 1:
+        return "hub"
+    close = difflib.get_close_matches(name, [*list_presets(), *timm.list_models()], n=3, cutoff=0.8)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise ArgumentError(
+        f"--model {name!r} is not a preset, a timm model or a folder, and a Hub id is owner/name.{hint} "
+        "(vit_hf.list_presets() and timm.list_models('vit_*') list the names.)"
+    )
+
+
+def load_model_for_finetuning(model_args: ModelArguments, id2label: dict[int, str]):
     """(model, image_processor, base_model) for `--model`, with a fresh head of len(id2label) outputs unless the
     loaded head already has exactly these labels. The processor is the source's (its normalisation and resize
     kernel; for a folder without one, make_image_processor's defaults and a warning); its size may differ from the
     model's new one."""
-    name, image_size = model_args.model, model_args.image_size
-    label2id = {label: index for index, label in id2label.items()}
-    overrides = json.loads(model_args.model_overrides) if model_args.model_overrides else {}
-    check_model_overrides(overrides, image_size)
-    if overrides and name not in list_presets():
+    source = model_source(model_args)
+    if model_args.overrides() and source != "preset":
         raise ValueError(
             "--model_overrides applies to presets trained from scratch; it cannot reshape a pretrained model."
         )
-    if name in list_presets():
-        config = ViTHFConfig.from_preset(
-            name,
-            **overrides,
-            **({"image_size": image_size} if image_size else {}),
-            id2label=id2label,
-            label2id=label2id,
-            attn_implementation=model_args.attn_implementation,
-        )
-        model = ViTHFForImageClassification(config)
-        return model, make_image_processor(config.image_size), None
-    if is_timm_model_name(name):
-        from ..timm.weights import from_timm, image_processor_from_timm
-
-        timm_name = name.removeprefix("hf-hub:").removeprefix("timm/")
-        try:
-            model = from_timm(
-                timm_name,
-                checkpoint_path=model_args.checkpoint_path,
-                image_size=image_size,
-                num_labels=len(id2label),
-                id2label=id2label,
-            )
-        except ConnectionError as error:
-            raise ConnectionError(
-                f"{error}\nWith the recipe, pass the downloaded file as --checkpoint_path model.safetensors."
-            ) from None
-        model.set_attn_implementation(model_args.attn_implementation)
-        return model, image_processor_from_timm(timm_name, image_size=image_size), f"timm/{timm_name}"
-    if model_args.checkpoint_path:
+    if model_args.checkpoint_path and source != "timm":
         raise ValueError("--checkpoint_path is for timm models; a vit_hf folder or Hub id carries its own weights.")
-    config_dict, _ = ViTHFConfig.get_config_dict(name)
+    if source == "preset":
+        return _preset_model(model_args, id2label)
+    if source == "timm":
+        return _timm_model(model_args, id2label)
+    return _saved_model(model_args, id2label)
+
+
+def _preset_model(model_args: ModelArguments, id2label: dict[int, str]):
+    """A preset trained from scratch, reshaped by --model_overrides."""
+    check_model_overrides(model_args.overrides(), model_args.image_size)
+    config = ViTHFConfig.from_preset(
+        model_args.model,
+        **model_args.overrides(),
+        **({"image_size": model_args.image_size} if model_args.image_size else {}),
+        id2label=id2label,
+        label2id={label: index for index, label in id2label.items()},
+        attn_implementation=model_args.attn_implementation,
+    )
+    return ViTHFForImageClassification(config), make_image_processor(config.image_size), None
+
+
+def _timm_model(model_args: ModelArguments, id2label: dict[int, str]):
+    """timm's pretrained weights (its Hub download or --checkpoint_path), converted, with a new head."""
+    from ..timm.weights import from_timm, image_processor_from_timm
+
+    timm_name = _timm_name(model_args.model)
+    try:
+        model = from_timm(
+            timm_name,
+            checkpoint_path=model_args.checkpoint_path,
+            image_size=model_args.image_size,
+            num_labels=len(id2label),
+            id2label=id2label,
+        )
+    except ConnectionError as error:
+        raise ConnectionError(
+            f"{error}\nWith the recipe, pass the downloaded file as --checkpoint_path model.safetensors."
+        ) from None
+    model.set_attn_implementation(model_args.attn_implementation)
+    processor = image_processor_from_timm(timm_name, image_size=model_args.image_size)
+    return model, processor, f"timm/{timm_name}"
+
+
+def _saved_model(model_args: ModelArguments, id2label: dict[int, str]):
+    """A vit_hf folder or Hub id; its head is kept only for the very same labels in the same order."""
+    name, image_size = model_args.model, model_args.image_size
+    try:
+        config_dict, _ = ViTHFConfig.get_config_dict(name)
+    except OSError as error:
+        raise OSError(f"{error}\n{OFFLINE_HINT.format(name=name)}") from None
     if config_dict.get("model_type") != ViTHFConfig.model_type:
         raise ValueError(
             f"{name} holds a {config_dict.get('model_type')!r} model, not a vit_hf one. --model takes a vit_hf "
@@ -103,7 +146,6 @@ def load_model_for_finetuning(model_args, id2label: dict[int, str]):
         attn_implementation=model_args.attn_implementation,
         dtype=torch.float32,
     )
-    # The saved head is kept only for the very same labels in the same order; else a fresh, zero-initialised one.
     if {int(index): label for index, label in config.id2label.items()} != id2label:
         model.reset_head(id2label)
     if has_image_processor(name):

@@ -2,12 +2,14 @@
 AdamW or SGD with momentum (the ViT paper's fine-tuning optimizer), warmup then cosine / linear decay by steps."""
 
 import re
+from typing import Literal, get_args
 
 import torch
 from transformers import get_scheduler
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "linear", "constant")
+OptimizerName = Literal["sgd", "adamw"]
+SchedulerName = Literal["cosine", "linear", "constant"]
+OPTIMIZERS, SCHEDULES = get_args(OptimizerName), get_args(SchedulerName)
 # Parameters that never get weight decay besides biases and norm weights (as timm's `no_weight_decay`).
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")
 
@@ -46,7 +48,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float, layer_decay: f
 
 def create_optimizer(
     model: torch.nn.Module,
-    name: str,
+    name: OptimizerName,
     learning_rate: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
@@ -70,7 +72,7 @@ def create_optimizer(
 
 
 def create_scheduler(
-    optimizer: torch.optim.Optimizer, name: str, warmup_steps: int, total_steps: int
+    optimizer: torch.optim.Optimizer, name: SchedulerName, warmup_steps: int, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup for `warmup_steps`, then cosine or linear decay to zero at `total_steps` (or constant)."""
     if name not in SCHEDULES:
