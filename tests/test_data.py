@@ -1,6 +1,7 @@
 """Loading image-classification data: sources, column detection, label encoding, splits, and load-time errors."""
 
 import collections
+from unittest import mock
 
 import datasets
 import numpy as np
@@ -375,3 +376,18 @@ def test_zero_row_parquet_file_is_an_empty_split(tmp_path, cache_dir):
     images_split([], features).to_parquet(str(tmp_path / "empty.parquet"))
     with pytest.raises(ValueError, match="Split 'train' of .*empty.parquet is empty"):
         load_image_classification(str(tmp_path / "empty.parquet"), cache_dir=cache_dir)
+
+
+def test_a_missing_folder_or_a_mistyped_name_is_not_looked_up_on_the_hub(monkeypatch):
+    monkeypatch.setattr(datasets, "load_dataset", mock.Mock(side_effect=AssertionError("no Hub lookup")))
+    with pytest.raises(FileNotFoundError, match="Dataset folder ./my_images does not exist"):
+        load_image_classification("./my_images")
+    with pytest.raises(ValueError, match="Did you mean 'cifar10'"):
+        load_image_classification("cifar-10")
+
+
+def test_offline_hub_error_names_the_fix(monkeypatch):
+    offline = ConnectionError("Couldn't reach 'uoft-cs/cifar10' on the Hub (LocalEntryNotFoundError)")
+    monkeypatch.setattr(datasets, "load_dataset", mock.Mock(side_effect=offline))
+    with pytest.raises(ConnectionError, match="(?s)Couldn't reach.*--local-dir.*HF_HUB_OFFLINE=1"):
+        load_image_classification("cifar10")

@@ -167,7 +167,8 @@ def _read(source: str, cache_dir: str | None) -> DatasetDict:
 def _check_hub_id(source: str) -> None:
     """A path that does not exist, or a name close to a short name, is not looked up on the Hub (a typo would
     otherwise retry the network for a minute and end in an unrelated error)."""
-    if source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source:
+    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1 or "\\" in source
+    if looks_like_path and not os.path.exists(os.path.expanduser(source)):
         raise FileNotFoundError(f"Dataset folder {source} does not exist.")
     close = difflib.get_close_matches(source, [*SHORT_NAMES, "digits"], n=1, cutoff=0.75)
     if "/" not in source and close:
