@@ -87,7 +87,7 @@ EOF
 }
 
 check_environment() {
-    "$python" - "$smoke" <<'EOF'
+    "$python" - "$smoke" <<'EOF' || return 1
 import importlib
 import sys
 
@@ -192,6 +192,10 @@ else
     skip_step install "no WHEELS_DIR given: using the installed packages"
 fi
 run_step environment 60 check_environment
+if ((failed)); then  # no GPU or missing packages: every later step would fail or, worse, run on the CPU
+    echo "gpu_check: the environment check failed (see above); nothing else was run" | tee -a "$summary"
+    exit 1
+fi
 run_step equality 150 equality
 run_step throughput 240 throughput
 run_step finetune 240 finetune

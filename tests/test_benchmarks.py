@@ -156,6 +156,17 @@ def test_gpu_check_cpu_smoke(tmp_path):
     assert (tmp_path / "throughput.json").is_file() and (tmp_path / "equality.json").is_file()
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour without a GPU")
+def test_gpu_check_without_a_gpu_stops_after_the_environment_step(tmp_path):
+    run = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh"), str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    summary = (tmp_path / "summary.txt").read_text()
+    assert "environment  FAIL" in summary and "needs a GPU" in run.stdout
+    assert "equality" not in summary and "nothing else was run" in summary
+
+
 def test_recipe_overhead_compares_the_loop_with_the_model_only_step(tmp_path):
     output = tmp_path / "overhead.json"
     run = subprocess.run(

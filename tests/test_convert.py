@@ -163,3 +163,12 @@ def test_an_inexact_conversion_writes_nothing(checkpoint, tmp_path, caplog, monk
     out = tmp_path / "converted"
     assert main([NAME, str(out), "--checkpoint", str(checkpoint)]) == 3
     assert "not exact" in caplog.text and not out.exists()
+
+
+def test_flags_take_the_recipes_spelling_too(tmp_path):
+    """`--image_size` as in recipes/finetune.py, beside `--image-size`."""
+    from vit_hf.timm.convert import parse_args
+
+    for flag in ("--image-size", "--image_size"):
+        args = parse_args(["vit_tiny_patch16_224", str(tmp_path / "out"), flag, "384", "--num_labels", "10"])
+        assert args.image_size == 384 and args.num_labels == 10

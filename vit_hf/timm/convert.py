@@ -34,10 +34,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("model_name", help="timm model name, e.g. vit_base_patch16_224 or vit_base_r50_s16_384")
     parser.add_argument("out_dir", type=Path, help="folder to write (must not exist unless --overwrite)")
-    parser.add_argument("--image-size", type=int, help="resolution to run at, e.g. 384 for a 224 checkpoint")
-    parser.add_argument("--num-labels", type=int, help="new zero-initialised head with this many classes")
+    # Each flag also takes the recipe's spelling (--image_size): one way to write them across the project's CLIs.
+    parser.add_argument(
+        "--image-size", "--image_size", type=int, help="resolution to run at, e.g. 384 for a 224 checkpoint"
+    )
+    parser.add_argument(
+        "--num-labels", "--num_labels", type=int, help="new zero-initialised head with this many classes"
+    )
     parser.add_argument("--checkpoint", type=Path, help="local timm checkpoint (.safetensors/.pth/.bin), no download")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder to this Hub repository")
+    parser.add_argument(
+        "--push-to-hub", "--push_to_hub", metavar="REPO_ID", help="upload the folder to this Hub repository"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace out_dir if it exists")
     args = parser.parse_args(argv)
     if args.out_dir.exists() and not args.overwrite:
