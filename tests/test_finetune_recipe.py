@@ -90,6 +90,9 @@ def test_output_folder_is_complete(finished_run):
         "log_history.json",
         "training_curves.png",
         "confusion_matrix.png",
+        "attention_maps.png",
+        "position_embeddings.png",
+        "attention_distance.png",
         "checkpoint-4",
         "checkpoint-8",
     }
@@ -101,15 +104,24 @@ def test_output_folder_is_complete(finished_run):
     assert results["test_num_examples"] == 57 and results["step"] == 8
     card = (finished_run / "README.md").read_text()
     assert "model-index" in card and f"{results['test_accuracy']:.4f}" in card
+    for picture in ("attention_maps.png", "position_embeddings.png", "attention_distance.png"):
+        assert f"]({picture})" in card
     config = json.loads((finished_run / "config.json").read_text())
     assert config["id2label"]["0"] == "airplane" and config["image_size"] == 32
 
 
 def test_hub_upload_would_send_the_model_not_the_training_state(finished_run):
     sent = files_to_push(finished_run)
-    assert {"model.safetensors", "config.json", "modeling_vit_hf.py", "README.md", "preprocessor_config.json"} <= set(
-        sent
-    )
+    assert {
+        "model.safetensors",
+        "config.json",
+        "modeling_vit_hf.py",
+        "README.md",
+        "preprocessor_config.json",
+        "attention_maps.png",
+        "position_embeddings.png",
+        "attention_distance.png",
+    } <= set(sent)
     assert not [name for name in sent if name.startswith(("checkpoint-", "best/", "."))]
 
 

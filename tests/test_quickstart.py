@@ -10,6 +10,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from tests.test_readme import python_blocks_under
+from vit_hf.visualize.__main__ import main as visualize_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,3 +35,11 @@ def test_quickstart_reaches_95_percent_on_the_digits_test_split(tmp_path):
     image = Image.fromarray(np.round(digits.images[0] * 255 / 16).astype(np.uint8))  # as vit_hf.data makes them
     prediction = namespace["classify"](image, top_k=1)[0]
     assert prediction["label"] == str(digits.target[0]), prediction
+
+    # What the model looks at: the recipe's pictures, in the card, and the CLI on the output folder.
+    card = (output / "README.md").read_text()
+    for picture in ("attention_maps.png", "position_embeddings.png", "attention_distance.png"):
+        assert (output / picture).is_file() and f"]({picture})" in card
+    image.save(tmp_path / "digit.png")
+    assert visualize_cli([str(output), str(tmp_path / "digit.png"), "--out", str(tmp_path / "pictures")]) == 0
+    assert (tmp_path / "pictures" / "attention_maps.png").is_file()

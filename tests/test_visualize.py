@@ -281,3 +281,101 @@ def test_mosaic_puts_tile_i_at_row_i_over_cols_column_i_mod_cols():
         row, col = divmod(index, 2)
         assert (image[3 * row : 3 * row + 2, 4 * col : 4 * col + 3] == index).all()
     assert (image[2] == -1).all() and (image[:, 3] == -1).all() and (image[6:, 4:] == -1).all()
+
+
+# --- after fine-tuning -----------------------------------------------------------------------------------------
+
+
+def test_picture_rows_take_one_image_per_class_first():
+    from vit_hf.training.look_inside import picture_rows
+
+    assert picture_rows([3, 3, 1, 3, 2, 1, 0], 3) == [0, 2, 4]
+    assert picture_rows([0, 0, 1, 0, 0], 4) == [0, 1, 2, 3]  # two classes: the rows that follow fill up
+    assert picture_rows([0, 1], 6) == [0, 1]
+
+
+@pytest.fixture(scope="module")
+def cifar_like(tmp_path_factory):
+    from tests.data_utils import write_cifar_like
+    from vit_hf.data import load_image_classification
+
+    path = write_cifar_like(tmp_path_factory.mktemp("data") / "cifar10", n_train=100, n_test=30)
+    return lambda: load_image_classification(str(path))
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_look_inside_draws_test_images_of_distinct_classes(cifar_like, on_device, tmp_path, monkeypatch):
+    from vit_hf.data.transforms import Augmentation, DeviceTransform, Normalization, attach_transforms
+    from vit_hf.image_processing_vit_hf import make_image_processor
+    from vit_hf.training import look_inside
+
+    data = cifar_like()
+    processor = make_image_processor(32, mean=(0.4, 0.5, 0.6), std=(0.2, 0.3, 0.25))
+    normalization = Normalization.from_image_processor(processor)
+    attach_transforms(data, 32, normalization, Augmentation(), device_transforms=on_device)
+    eval_transform = DeviceTransform(32, normalization, None, train=False) if on_device else None
+    drawn = {}
+    monkeypatch.setattr(look_inside, "write_pictures", lambda *args, **kwargs: drawn.update(args=args, **kwargs))
+    model = model_for("plain")
+    look_inside.draw_look_inside(model, data, eval_transform, processor, tmp_path)
+
+    _, pixel_values, folder, mean, std = drawn["args"]
+    labels = data.test.with_format(None)["label"]
+    rows = look_inside.picture_rows(labels, look_inside.PICTURED_IMAGES)
+    assert drawn["labels"] == [labels[row] for row in rows] and len(set(drawn["labels"])) == 6
+    assert (folder, mean, std) == (tmp_path, processor.image_mean, processor.image_std)
+    # the model's inputs, whichever path made them: the CPU transform of the same rows
+    attach_transforms(data, 32, normalization, Augmentation())
+    expected = torch.stack([data.test[row]["pixel_values"] for row in rows])
+    torch.testing.assert_close(pixel_values, expected, atol=0.02, rtol=0)
+
+
+def write_outputs_for(model, output_dir, draw_pictures):
+    from vit_hf.data import ImageClassificationData
+    from vit_hf.image_processing_vit_hf import make_image_processor
+    from vit_hf.training.outputs import write_outputs
+
+    data = ImageClassificationData(None, None, None, "img", "label", {i: str(i) for i in range(5)}, "digits")
+    output_dir.mkdir()
+    card_fields = dict(
+        model_name="m", base_model=None, dataset_id=None, dataset_name="digits", hyperparameters={}, image_size=32
+    )
+    results = {"test_accuracy": 0.5}
+    confusion = (torch.eye(5, dtype=torch.long), "test")
+    processor = make_image_processor(32)
+    write_outputs(
+        output_dir, model, model.state_dict(), processor, data, results, [], confusion, card_fields, draw_pictures
+    )
+    return set(path.name for path in output_dir.iterdir()), (output_dir / "README.md").read_text()
+
+
+def test_output_folder_shows_the_pictures_in_the_model_card(tmp_path):
+    model = model_for("hybrid")
+    files, card = write_outputs_for(
+        model,
+        tmp_path / "out",
+        lambda folder: write_pictures(model, torch.randn(2, 3, 32, 32), folder, [0.5] * 3, [0.5] * 3),
+    )
+    for name in ("attention_maps.png", "position_embeddings.png", "attention_distance.png"):
+        assert name in files and f"]({name})" in card
+    assert "](confusion_matrix.png)" in card
+
+
+def test_output_folder_without_pictures_or_when_drawing_fails(tmp_path, caplog):
+    model = model_for("plain")
+    files, card = write_outputs_for(model, tmp_path / "off", None)
+    assert "attention_maps.png" not in files and "attention_maps" not in card
+
+    def broken(folder):
+        raise RuntimeError("drawing broke")
+
+    files, card = write_outputs_for(model, tmp_path / "broken", broken)
+    assert {"model.safetensors", "README.md", "confusion_matrix.png"} <= files and "attention_maps" not in card
+    assert "drawing broke" in caplog.text and "without them" in caplog.text
+
+
+def test_look_inside_is_on_by_default_and_can_be_turned_off():
+    from vit_hf.training.arguments import parse_arguments
+
+    assert parse_arguments(["--dataset", "digits"])[2].look_inside is True
+    assert parse_arguments(["--dataset", "digits", "--look_inside", "false"])[2].look_inside is False

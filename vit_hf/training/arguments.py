@@ -251,6 +251,13 @@ class TrainingArguments:
         default="none",
         metadata={"help": "none, all (every installed tracker), or a comma list of tensorboard, trackio, wandb."},
     )
+    look_inside: bool = field(
+        default=True,
+        metadata={
+            "help": "After the test evaluation, draw attention_maps.png, position_embeddings.png and "
+            "attention_distance.png (vit_hf.visualize) for the model card; false skips them."
+        },
+    )
     push_to_hub: bool = field(default=False, metadata={"help": "Upload the output folder at the end."})
     hub_model_id: str | None = field(default=None, metadata={"help": "The Hub repo, e.g. your-name/vit-cifar10."})
     hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repo private."})

@@ -11,6 +11,7 @@ import logging
 import math
 import signal
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from .arguments import DataArguments, ModelArguments, TrainingArguments, tracker
 from .checkpoint_state import CheckpointError, load_state, save_process_state, save_shared_state
 from .checkpointing import finalize_checkpoint, read_state, temporary_checkpoint_dir
 from .data_pipeline import build_data_pipeline, get_data
+from .look_inside import draw_look_inside
 from .metrics import ClassificationMetrics
 from .model_loading import load_model_for_finetuning, model_source
 from .optimization import create_optimizer, create_scheduler
@@ -453,8 +455,19 @@ class FineTuning:
             image_size=self.image_size,
             repo_id=self.repo_id,
         )
+        final = state_dict is None or self.test_loader is None  # the last write: after the test evaluation
+        draw = partial(draw_look_inside, model, data, self.eval_transform, self.processor)
         write_outputs(
-            self.output_dir, model, state_dict, self.processor, data, results, self.log_history, confusion, card_fields
+            self.output_dir,
+            model,
+            state_dict,
+            self.processor,
+            data,
+            results,
+            self.log_history,
+            confusion,
+            card_fields,
+            draw if self.args.look_inside and final else None,
         )
 
     def finish(self) -> None:
