@@ -379,3 +379,32 @@ def test_look_inside_is_on_by_default_and_can_be_turned_off():
 
     assert parse_arguments(["--dataset", "digits"])[2].look_inside is True
     assert parse_arguments(["--dataset", "digits", "--look_inside", "false"])[2].look_inside is False
+
+
+def test_readme_look_inside_example_runs(tmp_path, monkeypatch):
+    from tests.test_readme import python_blocks_under
+    from vit_hf.image_processing_vit_hf import make_image_processor
+
+    model = model_for("hybrid")
+    model.save_pretrained(tmp_path / "outputs" / "quickstart")
+    make_image_processor(32).save_pretrained(tmp_path / "outputs" / "quickstart")
+    Image.fromarray(torch.randint(0, 256, (20, 20, 3), dtype=torch.uint8).numpy()).save(tmp_path / "digit.png")
+    monkeypatch.chdir(tmp_path)
+    (block,) = python_blocks_under("## Look inside")
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["rollout"].shape == (1, 4, 4)
+    assert namespace["heads"].shape == (1, model.config.num_attention_heads, 4, 4)
+    assert namespace["distances"].shape == (model.config.num_hidden_layers, model.config.num_attention_heads)
+
+
+def test_titles_give_name_label_and_prediction_but_no_prediction_for_a_headless_model(tmp_path, monkeypatch):
+    from vit_hf.visualize import pictures
+
+    logits = torch.tensor([[0.0, 2.0], [3.0, 0.0]])
+    titles = pictures.image_titles(2, logits, {0: "cat", 1: "dog"}, labels=[0, 0], names=["a.png", "b.png"])
+    assert titles == ["a.png\ntrue: cat\npred: dog (88%)", "b.png\ntrue: cat\npred: cat (95%)"]
+    drawn = {}
+    monkeypatch.setattr(pictures, "plot_attention_maps", lambda *args: drawn.update(titles=args[3]))
+    pictures.write_pictures(model_for("plain", num_labels=0), torch.randn(1, 3, 32, 32), tmp_path, [0.5] * 3, [0.5] * 3)
+    assert drawn["titles"] == [""]

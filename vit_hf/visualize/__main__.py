@@ -13,7 +13,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
 from PIL import Image
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 from transformers.utils import IMAGE_PROCESSOR_NAME
@@ -71,16 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     images = [Image.open(path).convert("RGB") for path in args.images]
     pixel_values = processor(images=images, return_tensors="pt")["pixel_values"]  # (B, 3, H, W)
     args.out.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad():
-        written = write_pictures(
-            model,
-            pixel_values,
-            args.out,
-            processor.image_mean,
-            processor.image_std,
-            names=[path.name for path in args.images],
-            patch_filters=True,
-        )
+    names = [path.name for path in args.images]
+    mean, std = processor.image_mean, processor.image_std
+    written = write_pictures(model, pixel_values, args.out, mean, std, names=names, patch_filters=True)
     for name in written:
         logger.info("wrote %s", args.out / name)
     return 0

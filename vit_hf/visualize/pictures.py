@@ -37,7 +37,7 @@ def image_titles(
         lines = [str(names[row])] if names is not None else []
         if labels is not None:
             lines.append(f"true: {id2label[int(labels[row])]}")
-        if logits is not None and logits.shape[-1] > 0:
+        if logits is not None:
             probability, prediction = logits[row].softmax(dim=-1).max(dim=-1)
             lines.append(f"pred: {id2label.get(int(prediction), prediction.item())} ({probability.item():.0%})")
         titles.append("\n".join(lines))
@@ -60,9 +60,8 @@ def write_pictures(
     out_dir = Path(out_dir)
     config = model.config
     output = attention_weights(model, pixel_values)
-    titles = image_titles(
-        len(pixel_values), output.logits, {int(k): v for k, v in config.id2label.items()}, labels, names
-    )
+    logits = output.logits if config.num_labels > 0 else None  # a headless model's "logits" are its features
+    titles = image_titles(len(pixel_values), logits, {int(k): v for k, v in config.id2label.items()}, labels, names)
     images = to_display(pixel_values, mean, std)
     written = ["attention_maps.png"]
     plot_attention_maps(images, attention_rollout(output), last_layer_attention(output), titles, out_dir / written[0])
