@@ -26,6 +26,9 @@ HYBRID_PRESETS = {
 }
 POOLING_TYPES = ("cls", "mean", "max", "avgmax", "map")
 NORM_PLACEMENTS = ("pre", "post", "res_post")
+NORM_TYPES = ("layernorm", "rmsnorm")
+MLP_TYPES = ("mlp", "swiglu", "swiglu_packed")
+ROPE_TYPES = (None, "axial", "dinov3", "mixed")
 # Fields checked alike by `ViTHFConfig._validate`.
 POSITIVE_INTS = (
     "patch_size",
@@ -45,7 +48,13 @@ RATES = (
     "drop_path_rate",
     "classifier_dropout_prob",
 )
-CHOICES = {"pooling": POOLING_TYPES, "norm_placement": NORM_PLACEMENTS}
+CHOICES = {
+    "pooling": POOLING_TYPES,
+    "norm_placement": NORM_PLACEMENTS,
+    "norm_type": NORM_TYPES,
+    "mlp_type": MLP_TYPES,
+    "rope_type": ROPE_TYPES,
+}
 # The seed article's ViT at a CPU-sized input: strided-conv patches, no class token, no position embeddings, a
 # stack of torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward) with PyTorch's defaults (post-norm,
 # ReLU, dropout 0.1 in attention and MLP, LayerNorm eps 1e-5), mean of the tokens, LayerNorm, linear head. The
@@ -119,12 +128,26 @@ class ViTHFConfig(PreTrainedConfig):
             MLP activation (a name from transformers' `ACT2FN`); `"gelu"` is exact GELU, as timm's `nn.GELU`.
         qkv_bias (`bool`, *optional*, defaults to `True`):
             Bias in the fused query/key/value projection.
+        key_bias (`bool`, *optional*, defaults to `True`):
+            `False`: only queries and values have a bias, the key bias is a fixed zero (BEiT, EVA); needs `qkv_bias`.
+        proj_bias (`bool`, *optional*, defaults to `True`):
+            Biases of the attention output projection and of the MLP's linear layers (AIMv2 has none).
         qk_norm (`bool`, *optional*, defaults to `False`):
             LayerNorm on queries and keys per head (timm's `qk_norm`).
         layer_norm_eps (`float`, *optional*, defaults to 1e-6):
             timm's value; transformers' ViT default (1e-12) changes timm logits by ~1e-3.
         layer_scale_init_value (`float`, *optional*):
             Initial per-channel residual scales (CaiT / DeiT-III / DINOv2); `None`: no layer scale.
+        norm_type (`str`, *optional*, defaults to `"layernorm"`):
+            Every norm of the model: `"layernorm"` or `"rmsnorm"` (no mean subtraction, no bias; AIMv2, timm's RmsNorm).
+        mlp_type (`str`, *optional*, defaults to `"mlp"`):
+            `"mlp"`: fc2(act(fc1(x))). Gated, fc2(act(gate(x)) * value(x)) with `intermediate_size` gated channels:
+            `"swiglu"` (separate `fc1_g` / `fc1_x` projections; EVA-02 B/L, AIMv2) or `"swiglu_packed"` (one `fc1`
+            giving [gate, value]; EVA-02 Ti/S). SwiGLU uses `hidden_act="silu"`.
+        scale_attn_norm (`bool`, *optional*, defaults to `False`):
+            A norm on the attention output before its projection (sub-LN; EVA-02 CLIP, BEiT-3).
+        scale_mlp_norm (`bool`, *optional*, defaults to `False`):
+            A norm on the MLP's hidden state before `fc2` (NormFormer; EVA-02 B/L, BEiT-3).
         norm_placement (`str`, *optional*, defaults to `"pre"`):
             Where each block normalises: `"pre"`: x + f(norm(x)) (ViT, timm's Block); `"post"`: norm(x + f(x)) (the
             original Transformer, `torch.nn.TransformerEncoderLayer`'s default); `"res_post"`: x + norm(f(x)) (timm's
@@ -133,15 +156,39 @@ class ViTHFConfig(PreTrainedConfig):
             A learned class token in front of the patches.
         num_register_tokens (`int`, *optional*, defaults to 0):
             Extra learned tokens ("Vision Transformers Need Registers"), dropped at pooling.
+        distillation_token (`bool`, *optional*, defaults to `False`):
+            DeiT's distillation token (after the class token) with its own head `head_dist`. The logits are the mean
+            of both heads' logits (timm's inference output, and timm's output when fine-tuning without a teacher);
+            fine-tuning trains both heads on the labels. Needs `class_token` and `pooling="cls"`.
+        patch_embed_norm (`bool`, *optional*, defaults to `False`):
+            A norm on the patch embeddings, before the prefix tokens and position embeddings (AIMv2).
         use_pos_embed (`bool`, *optional*, defaults to `True`):
             Learned absolute position embeddings.
         no_embed_class (`bool`, *optional*, defaults to `False`):
             Position embeddings cover the patches only, not the prefix tokens (DeiT-III, big_vision).
         pre_norm (`bool`, *optional*, defaults to `False`):
             LayerNorm before the blocks (CLIP).
+        rope_type (`str`, *optional*):
+            2-D rotary position embeddings of the patch tokens in every attention, with or without `use_pos_embed`:
+            `None` (off), `"axial"` (EVA-02, RoPE-ViT, Perception Encoder; timm's RotaryEmbeddingCat), `"dinov3"`
+            (0.5-centred coordinates normalised to [-1, 1]) or `"mixed"` (learned per-block frequencies, RoPE-Mixed).
+        rope_temperature (`float`, *optional*, defaults to 10000.0):
+            Frequency base (`"dinov3"`: period base; `"mixed"`: base of the initial frequencies).
+        rope_grid_offset (`float`, *optional*, defaults to 0.0):
+            Added to the token coordinates (Perception Encoder: 1).
+        rope_grid_indexing (`str`, *optional*, defaults to `"ij"`):
+            `"ij"`: the first half of the rotated channels follow rows; `"xy"`: columns (RoPE-ViT, Perception Encoder).
+        rope_ref_grid (`[height, width]`, *optional*):
+            `"axial"` only: token coordinates are rescaled so any grid spans this one (EVA-02's pretraining grid).
+        rope_rotate_half (`bool`, *optional*, defaults to `False`):
+            Rotate channel pairs (i, i + head_dim / 2) instead of (2i, 2i + 1) (DINOv3).
         pooling (`str`, *optional*, defaults to `"cls"`):
             `"cls"`: the class token (ViT paper); `"mean"`, `"max"`, `"avgmax"` of the patch tokens; `"map"`:
             multihead attention pooling of the patch tokens by a learned query, then an MLP (SigLIP).
+        pool_include_prefix (`bool`, *optional*, defaults to `False`):
+            Mean / max / `"map"` pooling over the class and register tokens as well (timm's Eva attention pools).
+        attention_pool_heads (`int`, *optional*):
+            Heads of the `"map"` pooling attention; `None`: `num_attention_heads` (Perception Encoder has its own).
         final_norm (`bool`, *optional*, defaults to `True`):
             LayerNorm after the blocks (or after pooling, see `fc_norm`).
         fc_norm (`bool`, *optional*):
@@ -187,16 +234,32 @@ class ViTHFConfig(PreTrainedConfig):
     intermediate_size: int = 3072
     hidden_act: str = "gelu"
     qkv_bias: bool = True
+    key_bias: bool = True
+    proj_bias: bool = True
     qk_norm: bool = False
     layer_norm_eps: float = 1e-6
     layer_scale_init_value: float | None = None
+    norm_type: str = "layernorm"
+    mlp_type: str = "mlp"
+    scale_attn_norm: bool = False
+    scale_mlp_norm: bool = False
     norm_placement: str = "pre"
     class_token: bool = True
     num_register_tokens: int = 0
+    distillation_token: bool = False
+    patch_embed_norm: bool = False
     use_pos_embed: bool = True
     no_embed_class: bool = False
     pre_norm: bool = False
+    rope_type: str | None = None
+    rope_temperature: float = 10000.0
+    rope_grid_offset: float = 0.0
+    rope_grid_indexing: str = "ij"
+    rope_ref_grid: list[int] | None = None
+    rope_rotate_half: bool = False
     pooling: str = "cls"
+    pool_include_prefix: bool = False
+    attention_pool_heads: int | None = None
     final_norm: bool = True
     fc_norm: bool | None = None
     hidden_dropout_prob: float = 0.0
@@ -219,12 +282,14 @@ class ViTHFConfig(PreTrainedConfig):
             self.image_size = list(self.image_size)
         if self.backbone_depths is not None:
             self.backbone_depths = list(self.backbone_depths)
+        if self.rope_ref_grid is not None:
+            self.rope_ref_grid = list(self.rope_ref_grid)
         super().__post_init__(**kwargs)
         self._validate()
 
     @property
     def num_prefix_tokens(self) -> int:
-        return int(self.class_token) + self.num_register_tokens
+        return int(self.class_token) + int(self.distillation_token) + self.num_register_tokens
 
     @property
     def use_fc_norm(self) -> bool:
@@ -336,6 +401,25 @@ class ViTHFConfig(PreTrainedConfig):
             raise ValueError("`pooling='cls'` needs `class_token=True`; use `pooling='mean'` for a model without one.")
         if self.no_embed_class and not self.use_pos_embed:
             raise ValueError("`no_embed_class=True` needs `use_pos_embed=True`.")
+        self._validate_variants()
+
+    def _validate_variants(self) -> None:
+        """Attention-bias, distillation and rotary options."""
+        if not self.key_bias and not self.qkv_bias:
+            raise ValueError("`key_bias=False` drops the key bias of a biased qkv projection; it needs qkv_bias=True.")
+        if self.distillation_token and (not self.class_token or self.pooling != "cls"):
+            raise ValueError("`distillation_token=True` needs `class_token=True` and `pooling='cls'` (DeiT).")
+        if self.rope_type is None:
+            return
+        head_dim = self.hidden_size // self.num_attention_heads
+        if head_dim % 4:
+            raise ValueError(f"Rotary embeddings need a head size divisible by 4, got {head_dim}.")
+        if self.rope_grid_indexing not in ("ij", "xy"):
+            raise ValueError(f"`rope_grid_indexing` must be 'ij' or 'xy', got {self.rope_grid_indexing!r}.")
+        if self.rope_type == "mixed" and self.rope_rotate_half:
+            raise ValueError("rope_type='mixed' rotates channel pairs (2i, 2i + 1); set rope_rotate_half=False.")
+        if self.rope_ref_grid is not None and (self.rope_type != "axial" or len(self.rope_ref_grid) != 2):
+            raise ValueError("`rope_ref_grid` is [height, width] of an 'axial' rotary embedding's pretraining grid.")
 
 
 def _is_int(value, minimum: int) -> bool:

@@ -21,6 +21,16 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_vit_hf import ViTHFConfig, to_2tuple
+from .layers_vit_hf import (
+    ViTHFPackedSwiGLUMLP,
+    ViTHFQVBiasLinear,
+    ViTHFRMSNorm,
+    ViTHFRotaryEmbedding,
+    ViTHFSwiGLUMLP,
+    apply_rotary,
+    make_norm,
+    mixed_rope_freqs,
+)
 from .resnetv2_vit_hf import ViTHFGroupNormAct, ViTHFResNetV2Backbone, ViTHFStdConv2dSame
 
 
@@ -70,6 +80,7 @@ class ViTHFPatchEmbeddings(nn.Module):
             padding=(config.patch_size - config.patch_stride) // 2,
             bias=config.patch_embed_bias,
         )
+        self.norm = make_norm(config) if config.patch_embed_norm else nn.Identity()  # on the flattened tokens
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         if pixel_values.shape[1] != self.num_channels:
@@ -138,10 +149,14 @@ class ViTHFAttention(nn.Module):
         self.scaling = self.head_dim**-0.5
         self.is_causal = False  # transformers' sdpa path reads this; a missing flag would mean causal attention
         self.attention_dropout = config.attention_probs_dropout_prob
-        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
-        self.q_norm = nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps) if config.qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim, eps=config.layer_norm_eps) if config.qk_norm else nn.Identity()
-        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        if config.key_bias:
+            self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
+        else:
+            self.qkv = ViTHFQVBiasLinear(config.hidden_size, 3 * config.hidden_size)
+        self.q_norm = make_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
+        self.k_norm = make_norm(config, self.head_dim) if config.qk_norm else nn.Identity()
+        self.norm = make_norm(config) if config.scale_attn_norm else nn.Identity()
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.proj_bias)
         self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -174,22 +189,69 @@ class ViTHFAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        attn_output = self.proj_drop(self.proj(attn_output.reshape(batch, tokens, channels)))  # (B, N, C)
+        attn_output = self.proj_drop(self.proj(self.norm(attn_output.reshape(batch, tokens, channels))))  # (B, N, C)
+        return attn_output, attn_weights
+
+
+class ViTHFRopeAttention(ViTHFAttention):
+    """ViTHFAttention with 2-D rotary position embeddings: queries and keys of the patch tokens (not the class and
+    register tokens) are rotated by `rope` (see ViTHFRotaryEmbedding) after the query / key norms, as in timm's
+    EvaAttention and AttentionRope."""
+
+    def forward(
+        self, hidden_states: torch.Tensor, rope: torch.Tensor, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, channels = hidden_states.shape
+        query, key, value = (
+            part.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
+            for part in self.qkv(hidden_states).split(channels, dim=-1)
+        )
+        query, key = self.q_norm(query), self.k_norm(key)
+        prefix = self.config.num_prefix_tokens
+        half = self.config.rope_rotate_half
+        query = torch.cat([query[:, :, :prefix], apply_rotary(query[:, :, prefix:], rope, half)], dim=2)
+        key = torch.cat([key[:, :, :prefix], apply_rotary(key[:, :, prefix:], rope, half)], dim=2)
+        query, key = query.type_as(value), key.type_as(value)
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = self.proj_drop(self.proj(self.norm(attn_output.reshape(batch, tokens, channels))))  # (B, N, C)
         return attn_output, attn_weights
 
 
 class ViTHFMLP(nn.Module):
-    """fc1, activation, fc2. Adapted from timm's `Mlp` (re-implemented: saved folders load without timm)."""
+    """fc1, activation, (norm,) fc2. Adapted from timm's `Mlp` (re-implemented: saved folders load without timm). The
+    norm is there with `scale_mlp_norm` in the blocks, never in the attention pool."""
 
-    def __init__(self, config: ViTHFConfig, dropout: float | None = None):
+    def __init__(self, config: ViTHFConfig, dropout: float | None = None, inner_norm: bool = False, bias: bool = True):
         super().__init__()
-        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size, bias=bias)
         self.act = ACT2FN[config.hidden_act]
-        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.norm = make_norm(config, config.intermediate_size) if inner_norm else nn.Identity()
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size, bias=bias)
         self.drop = nn.Dropout(config.hidden_dropout_prob if dropout is None else dropout)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(hidden_states)))))
+        return self.drop(self.fc2(self.norm(self.drop(self.act(self.fc1(hidden_states))))))
+
+
+def make_mlp(config: ViTHFConfig) -> nn.Module:
+    """The blocks' MLP for `config.mlp_type`."""
+    if config.mlp_type == "mlp":
+        return ViTHFMLP(config, inner_norm=config.scale_mlp_norm, bias=config.proj_bias)
+    norm = make_norm(config, config.intermediate_size) if config.scale_mlp_norm else nn.Identity()
+    gated_class = ViTHFSwiGLUMLP if config.mlp_type == "swiglu" else ViTHFPackedSwiGLUMLP
+    return gated_class(config, ACT2FN[config.hidden_act], norm)
 
 
 class ViTHFAttentionPool(nn.Module):
@@ -201,12 +263,12 @@ class ViTHFAttentionPool(nn.Module):
     def __init__(self, config: ViTHFConfig):
         super().__init__()
         dim = config.hidden_size
-        self.num_heads = config.num_attention_heads
+        self.num_heads = config.attention_pool_heads or config.num_attention_heads
         self.latent = nn.Parameter(torch.zeros(1, 1, dim))
         self.q = nn.Linear(dim, dim)
         self.kv = nn.Linear(dim, 2 * dim)
         self.proj = nn.Linear(dim, dim)
-        self.norm = nn.LayerNorm(dim, eps=config.layer_norm_eps)
+        self.norm = make_norm(config)
         self.mlp = ViTHFMLP(config, dropout=0.0)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -262,10 +324,10 @@ class ViTHFLayer(GradientCheckpointingLayer):
 
     def __init__(self, config: ViTHFConfig, drop_path_rate: float):
         super().__init__()
-        self.norm1 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.attn = ViTHFAttention(config)
-        self.norm2 = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.mlp = ViTHFMLP(config)
+        self.norm1 = make_norm(config)
+        self.attn = ViTHFAttention(config) if config.rope_type is None else ViTHFRopeAttention(config)
+        self.norm2 = make_norm(config)
+        self.mlp = make_mlp(config)
         scale = config.layer_scale_init_value
         self.ls1 = ViTHFLayerScale(config.hidden_size, scale) if scale else nn.Identity()
         self.ls2 = ViTHFLayerScale(config.hidden_size, scale) if scale else nn.Identity()
@@ -332,7 +394,8 @@ class ViTHFPreTrainedModel(PreTrainedModel):
         position embeddings likewise, near-zero class/register tokens, zero classifier head (as the ViT paper
         does for fine-tuning heads), and He initialisation for the ResNet backbone."""
         std = self.config.initializer_range
-        if module is getattr(self, "head", None) and isinstance(module, nn.Linear):
+        heads = (getattr(self, "head", None), getattr(self, "head_dist", None))
+        if any(module is head for head in heads) and isinstance(module, nn.Linear):
             init.zeros_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, ViTHFStdConv2dSame):
@@ -344,6 +407,15 @@ class ViTHFPreTrainedModel(PreTrainedModel):
         elif isinstance(module, (nn.LayerNorm, ViTHFGroupNormAct)):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        elif isinstance(module, ViTHFRMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, ViTHFQVBiasLinear):
+            init.trunc_normal_(module.weight, std=std)
+            init.zeros_(module.q_bias)
+            init.zeros_(module.v_bias)
+        elif isinstance(module, ViTHFRotaryEmbedding) and module.freqs is not None:
+            _, depth, heads, half = module.freqs.shape
+            init.copy_(module.freqs, mixed_rope_freqs(depth, heads, 2 * half, self.config.rope_temperature))
         elif isinstance(module, ViTHFLayerScale):
             init.constant_(module.gamma, module.init_value)
         elif isinstance(module, ViTHFAttentionPool):
@@ -355,6 +427,8 @@ class ViTHFPreTrainedModel(PreTrainedModel):
                 init.normal_(module.cls_token, std=1e-6)
             if module.reg_token is not None:
                 init.normal_(module.reg_token, std=1e-6)
+            if module.dist_token is not None:
+                init.normal_(module.dist_token, std=1e-6)
 
 
 class ViTHFModel(ViTHFPreTrainedModel):
@@ -370,6 +444,7 @@ class ViTHFModel(ViTHFPreTrainedModel):
         super().__init__(config)
         self.patch_embed = ViTHFPatchEmbeddings(config)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.class_token else None
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if config.distillation_token else None
         self.reg_token = (
             nn.Parameter(torch.zeros(1, config.num_register_tokens, config.hidden_size))
             if config.num_register_tokens
@@ -379,16 +454,16 @@ class ViTHFModel(ViTHFPreTrainedModel):
         embed_len = num_patches if config.no_embed_class else num_patches + config.num_prefix_tokens
         self.pos_embed = nn.Parameter(torch.zeros(1, embed_len, config.hidden_size)) if config.use_pos_embed else None
         self.pos_drop = nn.Dropout(config.embed_dropout_prob)
-        eps = config.layer_norm_eps
-        self.norm_pre = nn.LayerNorm(config.hidden_size, eps=eps) if config.pre_norm else nn.Identity()
+        self.norm_pre = make_norm(config) if config.pre_norm else nn.Identity()
+        self.rope = ViTHFRotaryEmbedding(config) if config.rope_type is not None else None
         rates = drop_path_rates(config.drop_path_rate, config.num_hidden_layers)
         block_class = BLOCK_CLASSES[config.norm_placement]
         self.blocks = nn.ModuleList([block_class(config, rate) for rate in rates])
         use_norm = config.final_norm and not config.use_fc_norm
         use_fc_norm = config.final_norm and config.use_fc_norm
-        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_norm else nn.Identity()
+        self.norm = make_norm(config) if use_norm else nn.Identity()
         self.attn_pool = ViTHFAttentionPool(config) if config.pooling == "map" else None
-        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if use_fc_norm else nn.Identity()
+        self.fc_norm = make_norm(config) if use_fc_norm else nn.Identity()
         self.post_init()
 
     def _position_embeddings(self, grid: tuple[int, int], interpolate_pos_encoding: bool) -> torch.Tensor:
@@ -407,9 +482,10 @@ class ViTHFModel(ViTHFPreTrainedModel):
     def embed(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         patches = self.patch_embed(pixel_values.to(self.patch_embed.proj.weight.dtype))
         grid = (patches.shape[2], patches.shape[3])
-        tokens = patches.flatten(2).transpose(1, 2)  # (B, grid_h * grid_w, C)
+        tokens = self.patch_embed.norm(patches.flatten(2).transpose(1, 2))  # (B, grid_h * grid_w, C)
         batch = tokens.shape[0]
-        prefix = [t.expand(batch, -1, -1) for t in (self.cls_token, self.reg_token) if t is not None]
+        prefix_tokens = (self.cls_token, self.dist_token, self.reg_token)
+        prefix = [t.expand(batch, -1, -1) for t in prefix_tokens if t is not None]
         if self.pos_embed is None:
             tokens = torch.cat(prefix + [tokens], dim=1)
         elif self.config.no_embed_class:
@@ -419,11 +495,23 @@ class ViTHFModel(ViTHFPreTrainedModel):
             tokens = torch.cat(prefix + [tokens], dim=1) + self._position_embeddings(grid, interpolate_pos_encoding)
         return self.norm_pre(self.pos_drop(tokens))  # (B, prefix + N, C)
 
+    def rotary_embeddings(self, image_size: tuple[int, int]) -> list[torch.Tensor]:
+        """Each block's rotary embedding for images of `image_size` pixels, in the model's dtype and on its device
+        (computed in float32 on the CPU, as timm computes them)."""
+        grid = self.config.grid_size(tuple(image_size))
+        embedding = self.rope(grid).to(device=self.patch_embed.proj.weight.device)
+        if self.config.rope_type == "mixed":
+            return list(embedding.unbind(0))  # (depth, heads, N, 2 * head_dim): one per block
+        return [embedding] * len(self.blocks)
+
     def pool(self, hidden_states: torch.Tensor) -> torch.Tensor:
         pooling = self.config.pooling
+        if pooling == "cls" and self.dist_token is not None:
+            return (hidden_states[:, 0] + hidden_states[:, 1]) / 2  # DeiT: mean of class and distillation tokens
         if pooling == "cls":
             return hidden_states[:, 0]
-        patch_tokens = hidden_states[:, self.config.num_prefix_tokens :]  # registers and class token excluded
+        start = 0 if self.config.pool_include_prefix else self.config.num_prefix_tokens
+        patch_tokens = hidden_states[:, start:]  # registers and class token excluded unless pool_include_prefix
         if pooling == "map":
             return self.attn_pool(patch_tokens)
         if pooling == "mean":
@@ -477,10 +565,12 @@ class ViTHFModel(ViTHFPreTrainedModel):
                 "model.set_attn_implementation('eager')."
             )
         hidden_states = self.embed(pixel_values, interpolate_pos_encoding)
+        ropes = None if self.rope is None else self.rotary_embeddings(pixel_values.shape[-2:])
         all_hidden_states = [hidden_states] if output_hidden_states else None
         all_attentions = [] if output_attentions else None
-        for block in self.blocks:
-            hidden_states, attn_weights = block(hidden_states, **kwargs)
+        for index, block in enumerate(self.blocks):
+            block_kwargs = kwargs if ropes is None else {**kwargs, "rope": ropes[index]}
+            hidden_states, attn_weights = block(hidden_states, **block_kwargs)
             if output_hidden_states:
                 all_hidden_states.append(hidden_states)
             if output_attentions:
@@ -504,6 +594,12 @@ class ViTHFForImageClassification(ViTHFPreTrainedModel):
         self.vit = ViTHFModel(config)
         self.head_drop = nn.Dropout(config.classifier_dropout_prob)
         self.head = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        # DeiT's head on the distillation token; logits are the mean of both heads (see `config.distillation_token`).
+        self.head_dist = None
+        if config.distillation_token and config.num_labels > 0:
+            self.head_dist = nn.Linear(config.hidden_size, config.num_labels)
+        elif config.distillation_token:
+            self.head_dist = nn.Identity()
         self.post_init()
 
     def set_image_size(self, image_size: int | tuple[int, int]) -> None:
@@ -518,6 +614,10 @@ class ViTHFForImageClassification(ViTHFPreTrainedModel):
         self.head = nn.Linear(self.config.hidden_size, len(id2label), device=self.device, dtype=self.dtype)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        if self.head_dist is not None:  # DeiT: both heads are trained on the labels, their logits averaged
+            self.head_dist = nn.Linear(self.config.hidden_size, len(id2label), device=self.device, dtype=self.dtype)
+            nn.init.zeros_(self.head_dist.weight)
+            nn.init.zeros_(self.head_dist.bias)
 
     def set_drop_path_rate(self, drop_path_rate: float) -> None:
         """See `ViTHFModel.set_drop_path_rate`."""
@@ -540,7 +640,11 @@ class ViTHFForImageClassification(ViTHFPreTrainedModel):
             output_attentions=output_attentions,
             **kwargs,
         )
-        logits = self.head(self.head_drop(outputs.pooler_output))
+        if self.head_dist is None:
+            logits = self.head(self.head_drop(outputs.pooler_output))
+        else:  # DeiT's inference output: the mean of the class-token and distillation-token heads' logits
+            tokens = outputs.last_hidden_state
+            logits = (self.head(self.head_drop(tokens[:, 0])) + self.head_dist(self.head_drop(tokens[:, 1]))) / 2
         loss = self.loss_function(labels, logits, self.config, **kwargs) if labels is not None else None
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

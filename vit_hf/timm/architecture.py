@@ -13,7 +13,6 @@ import timm
 import torch
 from timm.layers import (
     GELU,
-    Attention,
     AttentionPoolLatent,
     GELUTanh,
     GroupNormAct,
@@ -23,9 +22,14 @@ from timm.layers import (
     Mlp,
     PatchEmbed,
     QuickGELU,
+    RmsNorm,
+    SwiGLU,
+    SwiGLUPacked,
 )
 from timm.layers import StdConv2dSame as TimmStdConv2dSame
 from timm.layers.pool2d_same import MaxPool2dSame
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.eva import Eva
 from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2, create_resnetv2_stem
 from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
 from torch import nn
@@ -53,16 +57,15 @@ TIMM_ACTIVATIONS = {
 # timm's pooling names -> ViTHFConfig.pooling.
 POOLING = {"token": "cls", "avg": "mean", "max": "max", "avgmax": "avgmax", "map": "map"}
 TIMM_POOLING = {pooling: name for name, pooling in POOLING.items()}
+# timm's pre-norm and residual post-norm blocks -> ViTHFConfig.norm_placement.
+BLOCK_PLACEMENTS = {Block: "pre", ResPostBlock: "res_post"}
 # Blocks, attention and MLP layers timm's ViTs use that vit_hf does not implement, by the feature they stand for.
 UNSUPPORTED_LAYERS = {
     "ParallelScalingBlock": "parallel attention + MLP blocks (ParallelScalingBlock)",
     "DiffParallelScalingBlock": "parallel blocks with differential attention (DiffParallelScalingBlock)",
     "ParallelThingsBlock": "parallel attention + MLP branches (ParallelThingsBlock)",
     "DiffAttention": "differential attention (DiffAttention)",
-    "SwiGLU": "SwiGLU MLP (SwiGLU)",
-    "SwiGLUPacked": "SwiGLU MLP (SwiGLUPacked)",
-    "GluMlp": "gated MLP (GluMlp)",
-    "RmsNorm": "RMSNorm layers (RmsNorm)",
+    "GluMlp": "a gated MLP gating its second half (GluMlp gate_last=True)",
     "FeatureListNet": "a ResNet backbone other than BiT's ResNetV2 (e.g. the ResNet-D of vit_*_resnet*d_*)",
     "ResNet": "a ResNet backbone other than BiT's ResNetV2 (e.g. ResNet-D)",
     "ConvStem": "a convolutional-stem backbone (ConvStem, MobileCLIP)",
@@ -97,25 +100,30 @@ def config_from_timm(model: nn.Module, image_size: int | tuple[int, int] | None 
     position embeddings are then resampled at conversion); other keyword arguments are passed to ViTHFConfig
     (e.g. `num_labels`). Raises UnsupportedTimmModelError naming every feature that has no equivalent."""
     name = timm_model_name(model) or type(model).__name__
-    if type(model) is not VisionTransformer:
-        raise UnsupportedTimmModelError(
-            name, [f"model class {type(model).__name__} (vit_hf converts timm's VisionTransformer)"]
-        )
     problems: list[str] = []
-    fields = _embedding_fields(model, image_size, problems)
-    fields.update(_block_fields(model, problems))
-    fields.update(_head_fields(model, problems))
-    layer_norm_eps = _layer_norm_eps(model, problems)
+    if type(model) in (VisionTransformer, VisionTransformerDistilled):
+        fields = embedding_fields(model, image_size, problems)
+        fields.update(_block_fields(model, problems))
+        fields.update(head_fields(model, problems))
+    elif type(model) is Eva:
+        from .eva import eva_fields  # eva builds on this module's helpers
+
+        fields = eva_fields(model, image_size, problems)
+    else:
+        raise UnsupportedTimmModelError(
+            name, [f"model class {type(model).__name__} (vit_hf converts timm's VisionTransformer and Eva)"]
+        )
+    fields.update(norm_fields(model_norms(model), problems))
     if problems:
         raise UnsupportedTimmModelError(name, list(dict.fromkeys(problems)))  # each feature once, in order
-    return ViTHFConfig(**fields, layer_norm_eps=layer_norm_eps, **kwargs)
+    return ViTHFConfig(**fields, **kwargs)
 
 
-def _is_identity(module: nn.Module | None) -> bool:
+def is_identity(module: nn.Module | None) -> bool:
     return module is None or isinstance(module, nn.Identity)
 
 
-def _embedding_fields(model: VisionTransformer, image_size, problems: list[str]) -> dict:
+def embedding_fields(model: VisionTransformer, image_size, problems: list[str]) -> dict:
     patch_embed = model.patch_embed
     fields = {}
     if type(patch_embed) is HybridEmbed:
@@ -130,8 +138,6 @@ def _embedding_fields(model: VisionTransformer, image_size, problems: list[str])
     elif type(patch_embed) is PatchEmbed:
         fields["num_channels"] = patch_embed.proj.in_channels
         token_stride = patch_embed.patch_size
-        if not _is_identity(patch_embed.norm):
-            problems.append(f"a norm after the patch embedding ({type(patch_embed.norm).__name__})")
     else:
         problems.append(f"an unknown patch embedding ({type(patch_embed).__name__})")
         return fields
@@ -139,7 +145,7 @@ def _embedding_fields(model: VisionTransformer, image_size, problems: list[str])
         problems.append(f"non-square patches ({patch_embed.patch_size})")
     if patch_embed.dynamic_img_pad:
         problems.append("padding of images that are not a multiple of the patch size (dynamic_img_pad=True)")
-    if not _is_identity(model.patch_drop):
+    if not is_identity(model.patch_drop):
         problems.append("patch dropout (patch_drop_rate > 0)")
 
     height, width = to_2tuple(patch_embed.img_size if image_size is None else image_size)
@@ -158,10 +164,12 @@ def _embedding_fields(model: VisionTransformer, image_size, problems: list[str])
         patch_embed_bias=isinstance(proj, nn.Conv2d) and proj.bias is not None,
         hidden_size=model.embed_dim,
         class_token=model.cls_token is not None,
-        num_register_tokens=model.num_reg_tokens,
+        num_register_tokens=0 if getattr(model, "reg_token", None) is None else model.reg_token.shape[1],
         use_pos_embed=model.pos_embed is not None,
         no_embed_class=model.pos_embed is not None and model.no_embed_class,
-        pre_norm=not _is_identity(model.norm_pre),
+        pre_norm=not is_identity(model.norm_pre),
+        patch_embed_norm=not is_identity(getattr(patch_embed, "norm", None)),
+        distillation_token=getattr(model, "dist_token", None) is not None,
     )
     return fields
 
@@ -171,7 +179,7 @@ def _backbone_fields(backbone: nn.Module, problems: list[str]) -> dict:
     stem_names = ["conv", "norm", "pool"]
     if type(backbone) is ResNetV2:
         stem, stages = backbone.stem, list(backbone.stages)
-        if not _is_identity(backbone.norm):
+        if not is_identity(backbone.norm):
             problems.append("a pre-activation ResNetV2 backbone (preact=True)")
     elif type(backbone) is nn.Sequential and [name for name, _ in backbone.named_children()] == stem_names:
         stem, stages = backbone, []  # timm's stem-only hybrid (vit_tiny_r_s16_p8_*)
@@ -200,7 +208,7 @@ def _backbone_fields(backbone: nn.Module, problems: list[str]) -> dict:
                 continue
             if block.conv1.out_channels * 4 != block.conv3.out_channels:
                 problems.append("a ResNetV2 bottleneck ratio other than 1/4")
-            if (type(block.downsample) is DownsampleConv) != (number == 0) or not _is_identity(block.drop_path):
+            if (type(block.downsample) is DownsampleConv) != (number == 0) or not is_identity(block.drop_path):
                 problems.append("ResNetV2 blocks with other shortcuts (avg_down) or stochastic depth")
             if not isinstance(block.act3, nn.ReLU):
                 problems.append(f"backbone activation {type(block.act3).__name__} (vit_hf: ReLU)")
@@ -230,7 +238,7 @@ def _check_backbone_layers(backbone: nn.Module, problems: list[str]) -> None:
                     "backbone convolutions with bias, dilation, groups or a weight-standardisation eps != 1e-8"
                 )
         elif type(module) is GroupNormAct:
-            if (module.num_groups, module.eps) != (32, 1e-5) or not _is_identity(module.drop):
+            if (module.num_groups, module.eps) != (32, 1e-5) or not is_identity(module.drop):
                 problems.append("backbone GroupNorms other than 32 groups with eps 1e-5")
             if not isinstance(module.act, (nn.ReLU, nn.Identity)):
                 problems.append(f"backbone activation {type(module.act).__name__} (vit_hf: ReLU)")
@@ -250,7 +258,7 @@ def _block_fields(model: VisionTransformer, problems: list[str]) -> dict:
     drop_path = model.blocks[-1].drop_path1 if len(model.blocks) else None
     fields.update(
         num_hidden_layers=len(model.blocks),
-        drop_path_rate=0.0 if _is_identity(drop_path) else drop_path.drop_prob,
+        drop_path_rate=0.0 if is_identity(drop_path) else drop_path.drop_prob,
     )
     fields["embed_dropout_prob"] = model.pos_drop.p
     return fields
@@ -258,71 +266,115 @@ def _block_fields(model: VisionTransformer, problems: list[str]) -> dict:
 
 def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict | None:
     kind = type(block).__name__
-    if type(block) not in (Block, ResPostBlock):
+    if type(block) not in BLOCK_PLACEMENTS:
         problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown transformer blocks ({kind})"))
         return None
-    attn, mlp = block.attn, block.mlp
-    wrong_layers = [
-        (layer, role)
-        for layer, kind, role in ((attn, Attention, "attention"), (mlp, Mlp, "MLP"))
-        if type(layer) is not kind
-    ]
-    for layer, role in wrong_layers:
-        kind = type(layer).__name__
-        problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown {role} layers ({kind})"))
-    if wrong_layers:
+    attention, mlp = attention_fields(block.attn, dim, problems), mlp_fields(block.mlp, problems)
+    if attention is None or mlp is None:
         return None
-    if attn.attn_dim != dim or attn.proj.out_features != dim:
-        problems.append("an attention width different from the model width (attn_head_dim / dim_out)")
-    if attn.gate is not None:
-        problems.append("gated attention (gated=True)")
-    if not _is_identity(attn.norm):
-        problems.append("a norm on the attention output (scale_attn_norm=True)")
-    if not _is_identity(mlp.norm):
-        problems.append("a norm inside the MLP (scale_mlp_norm=True)")
-    if attn.proj.bias is None or mlp.fc1.bias is None or mlp.fc2.bias is None:
-        problems.append("attention / MLP projections without bias (proj_bias=False)")
-    if not (_is_identity(block.drop_path1) or block.drop_path1.drop_prob == block.drop_path2.drop_prob):
+    if not (is_identity(block.drop_path1) or block.drop_path1.drop_prob == block.drop_path2.drop_prob):
         problems.append("different stochastic depth rates for the attention and MLP branches")
+    scales = [getattr(block, "ls1", None), getattr(block, "ls2", None)]  # ResPostBlock has none
+    if any(not is_identity(scale) and type(scale) is not LayerScale for scale in scales):
+        problems.append(f"an unknown layer scale ({type(scales[0]).__name__})")
+    elif is_identity(scales[0]) != is_identity(scales[1]):
+        problems.append("layer scale on one residual branch only")
+    if len({attention.pop("proj_drop"), mlp.pop("mlp_drop")}) > 1:
+        problems.append("different dropout rates after the attention and in the MLP")
+    if mlp.pop("mlp_bias") != attention["proj_bias"]:
+        problems.append("an attention projection bias without MLP biases, or the reverse")
+    return dict(
+        **attention,
+        **mlp,
+        norm_placement=BLOCK_PLACEMENTS[type(block)],
+        layer_scale_init_value=None if is_identity(scales[0]) else float(scales[0].init_values),
+    )
+
+
+def attention_fields(attn: nn.Module, dim: int, problems: list[str]) -> dict | None:
+    """ViTHFConfig fields of a timm self-attention layer: Attention (vision_transformer), EvaAttention (queries and
+    values biased, keys not) or AttentionRope (eva), with a fused or separate q / k / v projection; None (and the
+    reason in `problems`) for other layers. `proj_drop` is returned for the caller to compare."""
+    kind = type(attn).__name__
+    if kind not in ("Attention", "EvaAttention", "AttentionRope"):
+        problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown attention layers ({kind})"))
+        return None
+    heads, head_dim = attn.num_heads, attn.head_dim
+    if heads * head_dim != dim or attn.proj.out_features != dim:
+        problems.append("an attention width different from the model width (attn_head_dim / dim_out)")
+    if getattr(attn, "num_kv_heads", heads) != heads:
+        problems.append("grouped-query attention (num_kv_heads < num_heads)")
+    if getattr(attn, "gate", None) is not None:
+        problems.append("gated attention (gated=True)")
+    separate = getattr(attn, "qkv", None) is None
+    if kind == "EvaAttention":
+        qkv_bias = (attn.q_proj.bias if separate else attn.q_bias) is not None
+        key_bias = not qkv_bias  # EVA's key bias is a fixed zero
+    else:
+        qkv_bias = (attn.q_proj.bias if separate else attn.qkv.bias) is not None
+        key_bias = True
+    return dict(
+        num_attention_heads=heads,
+        qkv_bias=qkv_bias,
+        key_bias=key_bias,
+        qk_norm=not is_identity(attn.q_norm),
+        proj_bias=attn.proj.bias is not None,
+        scale_attn_norm=not is_identity(attn.norm),
+        attention_probs_dropout_prob=attn.attn_drop.p,
+        hidden_dropout_prob=attn.proj_drop.p,
+        proj_drop=attn.proj_drop.p,
+    )
+
+
+def mlp_fields(mlp: nn.Module, problems: list[str]) -> dict | None:
+    """ViTHFConfig fields of a timm MLP: Mlp, SwiGLU (separate gate and value projections) or GluMlp with the gate
+    first (SwiGLUPacked); None (and the reason in `problems`) for other layers. `mlp_drop` is for the caller."""
+    kind = type(mlp).__name__
+    if kind == "Mlp":
+        fc1, mlp_type, width = mlp.fc1, "mlp", mlp.fc1.out_features
+    elif kind == "SwiGLU":
+        fc1, mlp_type, width = mlp.fc1_g, "swiglu", mlp.fc1_g.out_features
+    elif kind == "GluMlp" and not mlp.gate_last and mlp.chunk_dim == -1:
+        fc1, mlp_type, width = mlp.fc1, "swiglu_packed", mlp.fc1.out_features // 2
+    else:
+        problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown MLP layers ({kind})"))
+        return None
+    if not isinstance(fc1, nn.Linear) or (fc1.bias is None) != (mlp.fc2.bias is None):
+        problems.append("MLP layers with a bias on one projection only")
     act = mlp.act
     hidden_act = ACTIVATIONS.get((type(act), getattr(act, "approximate", None)))
     if hidden_act is None:
         problems.append(f"an MLP activation without a transformers equivalent ({act!r})")
-    scales = [getattr(block, "ls1", None), getattr(block, "ls2", None)]  # ResPostBlock has none
-    if any(not _is_identity(scale) and type(scale) is not LayerScale for scale in scales):
-        problems.append(f"an unknown layer scale ({type(block.ls1).__name__})")
-    elif _is_identity(scales[0]) != _is_identity(scales[1]):
-        problems.append("layer scale on one residual branch only")
-    dropouts = {mlp.drop1.p, mlp.drop2.p, attn.proj_drop.p}
-    if len(dropouts) > 1:
+    if mlp.drop1.p != mlp.drop2.p:
         problems.append("different dropout rates after the attention and in the MLP")
     return dict(
-        num_attention_heads=attn.num_heads,
-        intermediate_size=mlp.fc1.out_features,
+        intermediate_size=width,
+        mlp_type=mlp_type,
         hidden_act=hidden_act,
-        qkv_bias=attn.qkv.bias is not None,
-        qk_norm=not _is_identity(attn.q_norm),
-        layer_scale_init_value=None if _is_identity(scales[0]) else float(scales[0].init_values),
-        norm_placement="res_post" if type(block) is ResPostBlock else "pre",
-        hidden_dropout_prob=attn.proj_drop.p,
-        attention_probs_dropout_prob=attn.attn_drop.p,
+        scale_mlp_norm=not is_identity(mlp.norm),
+        mlp_bias=fc1.bias is not None,
+        mlp_drop=mlp.drop1.p,
     )
 
 
-def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
+def head_fields(model: VisionTransformer, problems: list[str]) -> dict:
     if model.attn_pool is not None:
         problems.extend(_attention_pool_problems(model))
     elif model.global_pool not in POOLING:
         problems.append(f"no pooling (global_pool={model.global_pool!r}: a head on every token)")
-    if model.pool_include_prefix:
-        problems.append("pooling that includes the class / register tokens (pool_include_prefix=True)")
-    has_norm, has_fc_norm = not _is_identity(model.norm), not _is_identity(model.fc_norm)
+    has_norm, has_fc_norm = not is_identity(model.norm), not is_identity(model.fc_norm)
     head = model.head
     if not isinstance(head, (nn.Linear, nn.Identity)):
         problems.append(f"an unknown classifier head ({type(head).__name__})")
     elif isinstance(head, nn.Linear) and head.bias is None:
         problems.append("a classifier head without bias")
+    pool = model.attn_pool
+    pool_heads = pool.num_heads if pool is not None and pool.num_heads != model.blocks[0].attn.num_heads else None
+    # timm's Eva attention-pools every token; VisionTransformer says so in `pool_include_prefix`.
+    include_prefix = getattr(model, "pool_include_prefix", type(model).__name__ == "Eva" and pool is not None)
     return dict(
+        pool_include_prefix=include_prefix,
+        attention_pool_heads=pool_heads,
         pooling=POOLING.get(model.global_pool, "cls"),
         final_norm=has_norm or has_fc_norm,
         fc_norm=has_fc_norm,
@@ -332,32 +384,30 @@ def _head_fields(model: VisionTransformer, problems: list[str]) -> dict:
 
 def _attention_pool_problems(model: VisionTransformer) -> list[str]:
     """What keeps an attention-pool head from being vit_hf's `pooling="map"`: one learned query of the model's
-    width with biased projections, the blocks' heads, MLP width and activation, a LayerNorm before the MLP, no
-    dropout."""
+    width with biased projections, the blocks' MLP width and activation, a LayerNorm before the MLP, no dropout."""
     pool = model.attn_pool
     if type(pool) is not AttentionPoolLatent or model.global_pool != "map":
         return [f"an attention-pool head other than 'map' (global_pool={model.global_pool!r}, {type(pool).__name__})"]
     problems = []
     block = model.blocks[0] if len(model.blocks) else None
-    standard_mlps = type(block) is Block and type(block.mlp) is Mlp and type(pool.mlp) is Mlp
+    standard_mlps = type(getattr(block, "mlp", None)) is Mlp and type(pool.mlp) is Mlp
     same_as_blocks = (
         standard_mlps
-        and pool.num_heads == block.attn.num_heads
         and pool.mlp.fc1.out_features == block.mlp.fc1.out_features
         and type(pool.mlp.act) is type(block.mlp.act)
         and getattr(pool.mlp.act, "approximate", None) == getattr(block.mlp.act, "approximate", None)
     )
     if not same_as_blocks:
-        problems.append("an attention-pool head whose heads, MLP width or activation differ from the blocks'")
+        problems.append("an attention-pool head whose MLP width or activation differ from the blocks'")
     if pool.latent_len != 1 or pool.pos_embed is not None or pool.pool not in ("token", "avg"):
         problems.append("an attention-pool head with several queries or its own position embeddings")
     if not (pool.latent_dim == pool.out_features == pool.kv.in_features == model.embed_dim):
         problems.append("an attention-pool head of another width than the model")
     if not isinstance(pool.q, nn.Linear) or pool.q.bias is None or pool.kv.bias is None:
         problems.append("an attention-pool head without a biased query projection (q_proj / qkv_bias)")
-    if not (_is_identity(pool.q_norm) and _is_identity(pool.k_norm)):
+    if not (is_identity(pool.q_norm) and is_identity(pool.k_norm)):
         problems.append("an attention-pool head with query / key norms")
-    if _is_identity(pool.norm) or (type(pool.mlp) is Mlp and not _is_identity(pool.mlp.norm)):
+    if is_identity(pool.norm) or (type(pool.mlp) is Mlp and not is_identity(pool.mlp.norm)):
         problems.append("an attention-pool head without a norm before its MLP, or with one inside it")
     dropouts = [pool.proj_drop.p] + ([pool.mlp.drop1.p, pool.mlp.drop2.p] if type(pool.mlp) is Mlp else [])
     if any(dropouts):
@@ -365,27 +415,43 @@ def _attention_pool_problems(model: VisionTransformer) -> list[str]:
     return problems
 
 
-def _layer_norm_eps(model: VisionTransformer, problems: list[str]) -> float:
-    """The one LayerNorm eps of the transformer (vit_hf uses a single `layer_norm_eps`)."""
-    norms = [model.norm_pre, model.norm, model.fc_norm, getattr(model.attn_pool, "norm", None)]
+def model_norms(model: nn.Module) -> list[nn.Module]:
+    """Every norm of a timm ViT or Eva: around the blocks, inside them (query / key, attention output, MLP) and in
+    the head."""
+    norms = [getattr(model.patch_embed, "norm", None), model.norm_pre, model.norm, model.fc_norm]
+    pool = getattr(model, "attn_pool", None)
+    norms += [getattr(pool, "norm", None)]
     for block in model.blocks:
         norms += [getattr(block, name, None) for name in ("norm1", "norm2")]
-        attn = getattr(block, "attn", None)
-        norms += [getattr(attn, "q_norm", None), getattr(attn, "k_norm", None)]
-    eps = set()
+        attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)
+        norms += [getattr(attn, name, None) for name in ("q_norm", "k_norm", "norm")]
+        norms += [getattr(mlp, "norm", None)]
+    return norms
+
+
+def norm_fields(norms: list[nn.Module | None], problems: list[str]) -> dict:
+    """`norm_type` and `layer_norm_eps`: vit_hf uses one kind of norm with one eps throughout."""
+    kinds, eps = set(), set()
     for norm in norms:
-        if _is_identity(norm):
+        if is_identity(norm):
             continue
         kind = type(norm).__name__
-        if not isinstance(norm, nn.LayerNorm):
-            problems.append(UNSUPPORTED_LAYERS.get(kind, f"{kind} normalisation layers (vit_hf uses LayerNorm)"))
-        elif not norm.elementwise_affine or norm.bias is None:
+        if type(norm) is RmsNorm and norm.weight is not None:
+            kinds.add("rmsnorm")
+        elif isinstance(norm, nn.LayerNorm) and norm.elementwise_affine and norm.bias is not None:
+            kinds.add("layernorm")
+        elif isinstance(norm, nn.LayerNorm):
             problems.append("LayerNorms without a learned scale and bias")
+            continue
         else:
-            eps.add(norm.eps)
+            problems.append(UNSUPPORTED_LAYERS.get(kind, f"{kind} normalisation layers (vit_hf: LayerNorm, RMSNorm)"))
+            continue
+        eps.add(norm.eps)
+    if len(kinds) > 1:
+        problems.append("LayerNorm and RMSNorm layers in one model")
     if len(eps) > 1:
-        problems.append(f"LayerNorms with different eps values ({sorted(eps)})")
-    return eps.pop() if len(eps) == 1 else 1e-6
+        problems.append(f"norms with different eps values ({sorted(eps)})")
+    return dict(norm_type=kinds.pop() if len(kinds) == 1 else "layernorm", layer_norm_eps=eps.pop() if eps else 1e-6)
 
 
 def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
@@ -409,16 +475,16 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         )
     if config.hidden_act not in TIMM_ACTIVATIONS:
         problems.append(f"hidden_act={config.hidden_act!r} (timm names {', '.join(TIMM_ACTIVATIONS)})")
-    if config.norm_placement == "post":
-        problems.append("post-norm blocks (norm_placement='post'; timm has residual post-norm, 'res_post')")
-    if config.norm_placement == "res_post" and config.layer_scale_init_value is not None:
-        problems.append("layer scale in residual post-norm blocks (timm's ResPostBlock has none)")
-    mlp_ratio = config.intermediate_size / config.hidden_size
-    if int(config.hidden_size * mlp_ratio) != config.intermediate_size:
+    # timm's packed gated MLP counts both halves of fc1 in its width.
+    fc1_width = config.intermediate_size * (2 if config.mlp_type == "swiglu_packed" else 1)
+    mlp_ratio = fc1_width / config.hidden_size
+    if int(config.hidden_size * mlp_ratio) != fc1_width:
         problems.append(f"intermediate_size={config.intermediate_size} (timm's MLP width is int(dim * mlp_ratio))")
+    problems += _vision_transformer_export_problems(config)
     if problems:
         listing = "".join(f"\n  - {problem}" for problem in problems)
         raise ValueError(f"This model cannot be expressed as a timm VisionTransformer; timm lacks:{listing}")
+    norm_layer = partial(RmsNorm if config.norm_type == "rmsnorm" else LayerNorm, eps=config.layer_norm_eps)
     kwargs = dict(
         img_size=to_2tuple(config.image_size),
         patch_size=config.patch_size,
@@ -444,11 +510,16 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         proj_drop_rate=config.hidden_dropout_prob,
         attn_drop_rate=config.attention_probs_dropout_prob,
         drop_path_rate=config.drop_path_rate,
-        norm_layer=partial(LayerNorm, eps=config.layer_norm_eps),
+        norm_layer=norm_layer,
         act_layer=TIMM_ACTIVATIONS[config.hidden_act],
+        mlp_layer={"mlp": Mlp, "swiglu": SwiGLU, "swiglu_packed": SwiGLUPacked}[config.mlp_type],
+        scale_attn_norm=config.scale_attn_norm,
+        scale_mlp_norm=config.scale_mlp_norm,
+        proj_bias=config.proj_bias,
+        embed_norm_layer=norm_layer if config.patch_embed_norm else None,
+        block_fn=ResPostBlock if config.norm_placement == "res_post" else Block,
+        pool_include_prefix=config.pool_include_prefix,
     )
-    if config.norm_placement == "res_post":
-        kwargs["block_fn"] = ResPostBlock
     if config.backbone_depths is not None:
         kwargs["embed_layer"] = partial(
             timm_hybrid_embed,
@@ -457,6 +528,18 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
             width_factor=config.backbone_width_factor,
         )
     return kwargs
+
+
+def _vision_transformer_export_problems(config: ViTHFConfig) -> list[str]:
+    """Options of the newer blocks that timm's VisionTransformer has no argument for."""
+    problems = []
+    if config.norm_placement == "post":
+        problems.append("post-norm blocks (norm_placement='post'; timm has the residual post-norm ResPostBlock)")
+    if config.norm_placement == "res_post" and config.layer_scale_init_value is not None:
+        problems.append("layer scale in residual post-norm blocks")
+    if config.attention_pool_heads is not None:
+        problems.append("an attention pool with its own number of heads")
+    return problems
 
 
 def timm_hybrid_embed(

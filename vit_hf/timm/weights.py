@@ -25,6 +25,7 @@ from ..configuration_vit_hf import ViTHFConfig, to_2tuple
 from ..image_processing_vit_hf import ViTHFImageProcessor
 from ..modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, resample_pos_embed
 from .architecture import config_from_timm, timm_grid_size, timm_kwargs_from_config, timm_model_name
+from .eva import eva_kwargs_from_config, eva_to_vit_hf_state_dict, needs_eva, vit_hf_to_eva_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -174,8 +175,9 @@ def _convert(
     if new_head and config.num_labels:
         reference = state_dict["vit.patch_embed.proj.weight"]
         like = dict(dtype=reference.dtype, device=reference.device)
-        state_dict["head.weight"] = torch.zeros(config.num_labels, config.hidden_size, **like)
-        state_dict["head.bias"] = torch.zeros(config.num_labels, **like)
+        for head in ("head", "head_dist") if config.distillation_token else ("head",):
+            state_dict[f"{head}.weight"] = torch.zeros(config.num_labels, config.hidden_size, **like)
+            state_dict[f"{head}.bias"] = torch.zeros(config.num_labels, **like)
     with init_empty_weights():  # no random initialisation: every tensor comes from the state dict
         model = ViTHFForImageClassification(config)
     model.load_state_dict(state_dict, strict=True, assign=True)
@@ -219,8 +221,11 @@ def timm_to_vit_hf_state_dict(timm_model: nn.Module, config: ViTHFConfig) -> dic
     """The timm model's weights under vit_hf's names (copies), with the pretrained head when the config keeps it and
     the position embeddings resampled to the config's grid (timm's bicubic, antialiased resampling)."""
     state_dict = {}
-    for key, value in timm_model.state_dict().items():
-        if key.startswith("head."):
+    timm_state = timm_model.state_dict()
+    if type(timm_model).__name__ == "Eva":
+        timm_state = eva_to_vit_hf_state_dict(timm_state, config)
+    for key, value in timm_state.items():
+        if key.startswith(("head.", "head_dist.")):
             if config.num_labels and value.shape[0] == config.num_labels:
                 state_dict[key] = value.detach().clone()
             continue
@@ -255,14 +260,17 @@ def to_timm_checkpoint(model: ViTHFForImageClassification | ViTHFModel, path: st
     prefix = "vit." if isinstance(model, ViTHFForImageClassification) else ""
     config = model.config
     num_classes = model.head.out_features if isinstance(getattr(model, "head", None), nn.Linear) else 0
-    kwargs = timm_kwargs_from_config(config, num_classes)
+    eva = needs_eva(config)
+    kwargs = eva_kwargs_from_config(config, num_classes) if eva else timm_kwargs_from_config(config, num_classes)
     tensors = {}
     for key, value in model.state_dict().items():
-        if not key.startswith("head."):
+        if not key.startswith(("head.", "head_dist.")):
             key = key.removeprefix(prefix)
             if config.backbone_depths == []:
                 key = VIT_HF_STEM_KEY.sub(r"patch_embed.backbone.\1.", key)
         tensors[key] = value.detach().contiguous().cpu()
+    if eva:
+        tensors = vit_hf_to_eva_state_dict(tensors)
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
