@@ -39,6 +39,8 @@ FAMILIES = {
     "beit3_base_patch16_224": (dict(TINY, img_size=64), dict(scale_attn_norm=True, scale_mlp_norm=True)),
     "vit_base_patch16_rpn_224": (dict(TINY, img_size=64), dict(norm_placement="res_post")),
     "test_vit3": ({}, dict(pool_include_prefix=True)),
+    "vit_base_patch16_xp_224": (dict(TINY, img_size=64), dict(norm_placement="parallel", qk_norm=True)),
+    "vit_pwee_patch16_reg1_gap_256": (dict(TINY, img_size=64), dict(norm_placement="parallel", qkv_bias=True)),
 }
 
 
@@ -102,6 +104,8 @@ def test_distilled_model_averages_both_heads_and_fine_tunes_both():
         "deit_tiny_distilled_patch16_224",
         "aimv2_large_patch14_224",
         "vit_base_patch16_rpn_224",
+        "vit_base_patch16_xp_224",
+        "vit_pwee_patch16_reg1_gap_256",
     ],
 )
 def test_round_trip_to_timm(tmp_path, name):

@@ -470,7 +470,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, checkpoint):
     [
         ("vit_small_patch16_224", dict(global_pool="prr"), ["attention-pool head other than 'map'"]),
         ("vit_base_patch16_siglip_224", dict(mlp_layer=SwiGLU), ["attention-pool head whose MLP width or activation"]),
-        ("vit_base_patch16_xp_224", {}, ["parallel attention + MLP blocks"]),
+        ("vit_small_patch16_18x2_224", {}, ["parallel attention + MLP branches"]),
         ("vit_dwee_patch16_reg1_gap_256", {}, ["differential attention"]),
         ("vit_base_resnet50d_224", {}, ["ResNet backbone other than BiT's ResNetV2"]),
         ("vit_base_mci_224", {}, ["without projection", "ConvStem"]),

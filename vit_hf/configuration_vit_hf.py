@@ -25,7 +25,7 @@ HYBRID_PRESETS = {
     "tiny_r_s16_p8": dict(MODEL_SIZES["tiny"], backbone_depths=[], patch_size=8),
 }
 POOLING_TYPES = ("cls", "mean", "max", "avgmax", "map")
-NORM_PLACEMENTS = ("pre", "post", "res_post")
+NORM_PLACEMENTS = ("pre", "post", "res_post", "parallel")
 NORM_TYPES = ("layernorm", "rmsnorm")
 MLP_TYPES = ("mlp", "swiglu", "swiglu_packed")
 ROPE_TYPES = (None, "axial", "dinov3", "mixed")
@@ -151,7 +151,8 @@ class ViTHFConfig(PreTrainedConfig):
         norm_placement (`str`, *optional*, defaults to `"pre"`):
             Where each block normalises: `"pre"`: x + f(norm(x)) (ViT, timm's Block); `"post"`: norm(x + f(x)) (the
             original Transformer, `torch.nn.TransformerEncoderLayer`'s default); `"res_post"`: x + norm(f(x)) (timm's
-            ResPostBlock).
+            ResPostBlock); `"parallel"`: x + attn(norm(x)) + mlp(norm(x)), one norm and one layer scale for both
+            branches (ViT-22B; timm's ParallelScalingBlock).
         class_token (`bool`, *optional*, defaults to `True`):
             A learned class token in front of the patches.
         num_register_tokens (`int`, *optional*, defaults to 0):

@@ -362,8 +362,29 @@ class ViTHFResPostNormLayer(ViTHFLayer):
         return hidden_states, attn_weights
 
 
+class ViTHFParallelLayer(ViTHFLayer):
+    """Parallel block (ViT-22B; adapted from timm's ParallelScalingBlock with separate output projections): the
+    attention and the MLP read the same normalised input and their sum is added to the residual,
+    x + ls1(attn(norm1(x)) + mlp(norm1(x))). It has no norm2 or ls2."""
+
+    def __init__(self, config: ViTHFConfig, drop_path_rate: float):
+        super().__init__(config, drop_path_rate)
+        del self.norm2, self.ls2
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        normed = self.norm1(hidden_states)
+        attn_output, attn_weights = self.attn(normed, **kwargs)
+        hidden_states = hidden_states + self.drop_path(self.ls1(attn_output + self.mlp(normed)))
+        return hidden_states, attn_weights
+
+
 # config.norm_placement -> block class, chosen once when the model is built.
-BLOCK_CLASSES = {"pre": ViTHFLayer, "post": ViTHFPostNormLayer, "res_post": ViTHFResPostNormLayer}
+BLOCK_CLASSES = {
+    "pre": ViTHFLayer,
+    "post": ViTHFPostNormLayer,
+    "res_post": ViTHFResPostNormLayer,
+    "parallel": ViTHFParallelLayer,
+}
 
 
 class ViTHFPreTrainedModel(PreTrainedModel):
@@ -372,7 +393,13 @@ class ViTHFPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image",)
     supports_gradient_checkpointing = True
-    _no_split_modules = ["ViTHFPatchEmbeddings", "ViTHFLayer", "ViTHFPostNormLayer", "ViTHFResPostNormLayer"]
+    _no_split_modules = [
+        "ViTHFPatchEmbeddings",
+        "ViTHFLayer",
+        "ViTHFPostNormLayer",
+        "ViTHFResPostNormLayer",
+        "ViTHFParallelLayer",
+    ]
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True

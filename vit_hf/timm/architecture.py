@@ -31,7 +31,7 @@ from timm.layers.pool2d_same import MaxPool2dSame
 from timm.models.deit import VisionTransformerDistilled
 from timm.models.eva import Eva
 from timm.models.resnetv2 import Bottleneck, DownsampleConv, ResNetV2, create_resnetv2_stem
-from timm.models.vision_transformer import Block, ResPostBlock, VisionTransformer
+from timm.models.vision_transformer import Block, ParallelScalingBlock, ResPostBlock, VisionTransformer
 from torch import nn
 
 from ..configuration_vit_hf import ViTHFConfig, to_2tuple
@@ -255,7 +255,8 @@ def _block_fields(model: VisionTransformer, problems: list[str]) -> dict:
         problems.append("blocks that differ from each other (heads, widths, activations, biases or layer scale)")
         return {}
     fields = dict(per_block[0]) if per_block else {}
-    drop_path = model.blocks[-1].drop_path1 if len(model.blocks) else None
+    last = model.blocks[-1] if len(model.blocks) else None
+    drop_path = getattr(last, "drop_path1", getattr(last, "drop_path", None))  # parallel blocks have one
     fields.update(
         num_hidden_layers=len(model.blocks),
         drop_path_rate=0.0 if is_identity(drop_path) else drop_path.drop_prob,
@@ -266,6 +267,8 @@ def _block_fields(model: VisionTransformer, problems: list[str]) -> dict:
 
 def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict | None:
     kind = type(block).__name__
+    if type(block) is ParallelScalingBlock:
+        return _parallel_block_fields(block, dim, problems)
     if type(block) not in BLOCK_PLACEMENTS:
         problems.append(UNSUPPORTED_LAYERS.get(kind, f"unknown transformer blocks ({kind})"))
         return None
@@ -288,6 +291,33 @@ def _one_block_fields(block: nn.Module, dim: int, problems: list[str]) -> dict |
         **mlp,
         norm_placement=BLOCK_PLACEMENTS[type(block)],
         layer_scale_init_value=None if is_identity(scales[0]) else float(scales[0].init_values),
+    )
+
+
+def _parallel_block_fields(block: ParallelScalingBlock, dim: int, problems: list[str]) -> dict | None:
+    """A ParallelScalingBlock is vit_hf's parallel block once its fused input projection is split into the MLP's
+    fc1 and the attention's qkv (`parallel_to_vit_hf_state_dict`)."""
+    if block.out_proj is not None:
+        problems.append("parallel blocks with one fused output projection (fuse_out_proj=True)")
+        return None
+    if block.attn_out_proj.bias is None or block.mlp_out_proj.bias is None:
+        problems.append("parallel blocks without output projection biases")
+    if block.mlp_drop.p or block.attn_drop.p:
+        problems.append("dropout in parallel blocks")
+    if not (is_identity(block.drop_path) or is_identity(block.ls) or type(block.ls) is LayerScale):
+        problems.append(f"an unknown layer scale ({type(block.ls).__name__})")
+    act = block.mlp_act
+    hidden_act = ACTIVATIONS.get((type(act), getattr(act, "approximate", None)))
+    if hidden_act is None:
+        problems.append(f"an MLP activation without a transformers equivalent ({act!r})")
+    return dict(
+        norm_placement="parallel",
+        num_attention_heads=block.num_heads,
+        intermediate_size=block.in_split[0],
+        hidden_act=hidden_act,
+        qkv_bias=block.in_proj.bias is not None,
+        qk_norm=not is_identity(block.q_norm),
+        layer_scale_init_value=None if is_identity(block.ls) else float(block.ls.init_values),
     )
 
 
@@ -422,7 +452,7 @@ def model_norms(model: nn.Module) -> list[nn.Module]:
     pool = getattr(model, "attn_pool", None)
     norms += [getattr(pool, "norm", None)]
     for block in model.blocks:
-        norms += [getattr(block, name, None) for name in ("norm1", "norm2")]
+        norms += [getattr(block, name, None) for name in ("norm1", "norm2", "in_norm", "q_norm", "k_norm")]
         attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)
         norms += [getattr(attn, name, None) for name in ("q_norm", "k_norm", "norm")]
         norms += [getattr(mlp, "norm", None)]
@@ -517,7 +547,7 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         scale_mlp_norm=config.scale_mlp_norm,
         proj_bias=config.proj_bias,
         embed_norm_layer=norm_layer if config.patch_embed_norm else None,
-        block_fn=ResPostBlock if config.norm_placement == "res_post" else Block,
+        block_fn={"res_post": ResPostBlock, "parallel": ParallelScalingBlock}.get(config.norm_placement, Block),
         pool_include_prefix=config.pool_include_prefix,
     )
     if config.backbone_depths is not None:

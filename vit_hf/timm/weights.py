@@ -26,6 +26,7 @@ from ..image_processing_vit_hf import ViTHFImageProcessor
 from ..modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, resample_pos_embed
 from .architecture import config_from_timm, timm_grid_size, timm_kwargs_from_config, timm_model_name
 from .eva import eva_kwargs_from_config, eva_to_vit_hf_state_dict, needs_eva, vit_hf_to_eva_state_dict
+from .parallel import parallel_to_vit_hf_state_dict, vit_hf_to_parallel_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -224,6 +225,8 @@ def timm_to_vit_hf_state_dict(timm_model: nn.Module, config: ViTHFConfig) -> dic
     timm_state = timm_model.state_dict()
     if type(timm_model).__name__ == "Eva":
         timm_state = eva_to_vit_hf_state_dict(timm_state, config)
+    elif config.norm_placement == "parallel":
+        timm_state = parallel_to_vit_hf_state_dict(timm_state, config)
     for key, value in timm_state.items():
         if key.startswith(("head.", "head_dist.")):
             if config.num_labels and value.shape[0] == config.num_labels:
@@ -271,6 +274,8 @@ def to_timm_checkpoint(model: ViTHFForImageClassification | ViTHFModel, path: st
         tensors[key] = value.detach().contiguous().cpu()
     if eva:
         tensors = vit_hf_to_eva_state_dict(tensors)
+    elif config.norm_placement == "parallel":
+        tensors = vit_hf_to_parallel_state_dict(tensors, config)
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
