@@ -28,6 +28,8 @@ VARIANTS = {
     "registers_mean_pooling": dict(num_register_tokens=3, pooling="mean"),
     "no_class_token": dict(class_token=False, pooling="mean"),
     "post_norm_no_embed_class": dict(norm_placement="post", no_embed_class=True, num_register_tokens=1),
+    "distilled": dict(distillation_token=True),
+    "rope_parallel": dict(rope_type="axial", use_pos_embed=False, norm_placement="parallel", pooling="mean"),
 }
 
 
@@ -207,14 +209,22 @@ def png_size(path) -> tuple[int, int]:
         return image.size
 
 
-@pytest.mark.parametrize("variant", ["plain", "hybrid"])
-def test_write_pictures_writes_the_pngs(variant, tmp_path):
+@pytest.mark.parametrize(
+    "variant, expected",
+    [
+        ("plain", ["attention_maps.png", "attention_distance.png", "position_embeddings.png", "patch_filters.png"]),
+        ("hybrid", ["attention_maps.png", "attention_distance.png", "position_embeddings.png"]),  # filters see features
+        (
+            "rope_parallel",
+            ["attention_maps.png", "attention_distance.png", "patch_filters.png"],
+        ),  # no learned positions
+    ],
+)
+def test_write_pictures_writes_the_pngs(variant, expected, tmp_path):
     model = model_for(variant)
     written = write_pictures(
         model, torch.randn(2, 3, 32, 32), tmp_path, [0.5] * 3, [0.5] * 3, labels=[0, 1], patch_filters=True
     )
-    expected = ["attention_maps.png", "attention_distance.png", "position_embeddings.png"]
-    expected += ["patch_filters.png"] if variant == "plain" else []
     assert written == expected
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(expected)  # no temporary left behind
     for name in written:
