@@ -313,3 +313,25 @@ def test_a_wrong_flag_or_model_is_one_line_and_exit_2(tmp_path, args, message):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("finetune.py: error: ")
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_single_process_launcher_stops_the_trainer_cleanly(cifar, tmp_path):
+    """`accelerate launch` exits on SIGTERM without passing it on; the trainer learns of it from the kernel, saves
+    a checkpoint and stops instead of training on."""
+    output, log = tmp_path / "out", tmp_path / "log.txt"
+    args = recipe_args(cifar, output, max_steps=100000, save_strategy="no", eval_strategy="epoch", logging_steps=1)
+    launcher = ("accelerate", "launch", "--cpu", "--num_processes", "1")
+    process = subprocess.Popen(
+        [*launcher, SCRIPT, *args], env=environment(), stdout=open(log, "w"), stderr=log.open("a")
+    )
+    deadline = time.time() + 180
+    while "training:" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.5)
+    trainer = json.loads((output / ".lock").read_text())["pid"]
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    while time.time() < deadline and os.path.exists(f"/proc/{trainer}"):
+        time.sleep(0.2)
+    assert not os.path.exists(f"/proc/{trainer}"), "the trainer trains on after its launcher exited"
+    assert "the launcher exited" in log.read_text() and list(output.glob("checkpoint-*"))

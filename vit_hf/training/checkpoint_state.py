@@ -7,7 +7,9 @@ missing or damaged file is logged at INFO and the run goes on, no longer exact).
 problem is a `CheckpointError` that names the file.
 """
 
+import contextlib
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -25,6 +27,19 @@ ACCELERATE_RNG_FILE = "random_states_{}.pkl"  # accelerate's pickle, replaced by
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be resumed exactly; the message names the file."""
+
+
+@contextlib.contextmanager
+def accelerate_quietly():
+    """Around `save_state` / `load_state`: accelerate's INFO lines would report its random-state pickle saved (it is
+    replaced at once) and "Could not load random states" (they are restored from JSON right after)."""
+    accelerate_logger = logging.getLogger("accelerate.checkpointing")
+    level = accelerate_logger.level
+    accelerate_logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        accelerate_logger.setLevel(level)
 
 
 def save_process_state(folder: Path, process_index: int) -> None:

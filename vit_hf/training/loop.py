@@ -24,7 +24,13 @@ from tqdm.auto import tqdm
 from ..files import snapshot
 from ..hub.upload import CheckpointUploads, HubPushError, check_hub_access, upload_or_explain
 from .arguments import DataArguments, ModelArguments, TrainingArguments, trackers
-from .checkpoint_state import CheckpointError, load_state, save_process_state, save_shared_state
+from .checkpoint_state import (
+    CheckpointError,
+    accelerate_quietly,
+    load_state,
+    save_process_state,
+    save_shared_state,
+)
 from .checkpointing import finalize_checkpoint, read_state, temporary_checkpoint_dir
 from .data_pipeline import build_data_pipeline, get_data
 from .look_inside import draw_look_inside
@@ -214,7 +220,8 @@ class FineTuning:
         if checkpoint is None:
             return
         try:
-            accelerator.load_state(str(checkpoint))  # model (safetensors) and optimizer (loaded weights-only)
+            with accelerate_quietly():
+                accelerator.load_state(str(checkpoint))  # model (safetensors) and optimizer (loaded weights-only)
         except Exception as error:
             raise CheckpointError(f"{checkpoint} cannot be loaded ({type(error).__name__}: {error}).") from error
         load_state(checkpoint, accelerator.process_index, self.scheduler, self.ema)
@@ -251,7 +258,8 @@ class FineTuning:
     def save_checkpoint(self) -> None:
         accelerator = self.accelerator
         tmp = temporary_checkpoint_dir(self.output_dir, self.global_step)
-        accelerator.save_state(str(tmp))
+        with accelerate_quietly():
+            accelerator.save_state(str(tmp))
         save_process_state(tmp, accelerator.process_index)
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:

@@ -46,12 +46,14 @@ class OutputDirLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             os.close(fd)
             raise OutputDirInUse(
                 f"--output_dir {self.path.parent} is in use by another run ({self._holder()}). Wait for it to end, "
                 "stop it (SIGTERM saves a checkpoint), or choose another --output_dir."
             ) from None
+        except OSError as error:  # a filesystem without locks (some network filesystems)
+            logger.warning("Cannot lock %s (%s): nothing stops a second run from writing there.", self.path, error)
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({**owner, "command": " ".join(sys.argv)}).encode())
