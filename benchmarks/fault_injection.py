@@ -235,14 +235,10 @@ def signal_cases(data: Path, work: Path) -> list[tuple[str, str]]:
         locked = not _lock_free(output)  # the launcher is gone; is the trainer still finishing?
         trainer = json.loads((output / ".lock").read_text())["pid"]
         stopped = wait_for(lambda pid=trainer: not _alive(pid), timeout=120)
-        saved = sorted(p.name for p in output.glob("checkpoint-*"))
-        rows.append(
-            (
-                f"SIGTERM to {name}",
-                f"exit {code}; trainer stopped: {stopped}, saved {', '.join(saved) or 'nothing'}; folder locked "
-                f"after the launcher exited: {locked}",
-            )
-        )
+        saved = ", ".join(sorted(p.name for p in output.glob("checkpoint-*"))) or "nothing"
+        status = 128 - code if code < 0 else code  # as a shell reports it
+        outcome = f"exit {status}; trainer stopped: {stopped}, saved {saved}; folder locked after that exit: {locked}"
+        rows.append((f"SIGTERM to {name}", outcome))
     output, log = work / "twice", work / "twice.log"
     process = start(recipe_args(data, output, max_steps=100000, save_strategy="no"), log)
     wait_for(lambda: "training:" in log.read_text())

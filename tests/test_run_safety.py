@@ -216,9 +216,13 @@ def test_latest_without_a_checkpoint_never_trains_over_a_finished_run(tmp_path, 
     with caplog.at_level(logging.WARNING):
         claim = claim_output_dir(tmp_path, "latest", False)
     assert claim.complete and "already complete" in caplog.text
-    (tmp_path / "all_results.json").unlink()  # something else is there: refused, not overwritten
+    (tmp_path / "all_results.json").unlink()  # files of unknown origin: refused, not overwritten
+    (tmp_path / ".run.json").unlink()
     with pytest.raises(CheckpointError, match="holds no checkpoint of a run to resume"):
         claim_output_dir(tmp_path, "latest", False)
+    (tmp_path / ".run.json").write_text(json.dumps({"run_id": "old"}))  # a run that died before its first save
+    (tmp_path / "best").mkdir()
+    assert claim_output_dir(tmp_path, "latest", False).run_id == "old" and not (tmp_path / "best").exists()
     (tmp_path / "new").mkdir()
     fresh = claim_output_dir(tmp_path / "new", "latest", False)
     assert fresh.checkpoint is None and not fresh.complete  # an empty folder: a job restarted before its first save

@@ -132,8 +132,8 @@ def choose_checkpoint(resume_from_checkpoint: str, output_dir: Path, run_id: str
         path = Path(resume_from_checkpoint)
         if not (path / STATE_FILE).is_file():
             raise CheckpointError(
-                f"{path} is not a complete checkpoint (no {STATE_FILE}). Pass a `checkpoint-<step>` folder written by "
-                "this recipe, or `latest` to pick the newest one in --output_dir."
+                f"{path / STATE_FILE} is missing: {path} is not a complete checkpoint. Pass a `checkpoint-<step>` "
+                "folder written by this recipe, or `latest` to pick the newest one in --output_dir."
             )
         verify_checkpoint(path)
         return path

@@ -138,19 +138,21 @@ def _resume_claim(output_dir: Path, resume_from_checkpoint: str) -> RunClaim:
 
 
 def _nothing_to_resume(output_dir: Path, recorded: str | None) -> RunClaim:
-    """`latest` without a checkpoint: a finished run stays as it is; an empty folder (a job restarted before its
-    first checkpoint) starts fresh; anything else is an error rather than a silent overwrite."""
+    """`latest` without a checkpoint: a finished run stays as it is; an empty folder, or one of a run that died
+    before its first checkpoint (a job restarted by its scheduler), starts fresh; a folder of unknown content is an
+    error rather than a silent overwrite."""
     if finished_outputs(output_dir):
         logger.warning("%s holds a finished run and no checkpoint: it is already complete, nothing to do", output_dir)
         return RunClaim(recorded or "", complete=True)
     content = folder_content(output_dir)
-    if content:
+    if content and recorded is None:
         raise CheckpointError(
             f"--resume_from_checkpoint latest: --output_dir {output_dir} holds no checkpoint of a run to resume (it "
             f"holds {', '.join(content[:5])}). Start a new run in another folder, or pass --overwrite_output_dir true "
             "instead to train into this one."
         )
     logger.warning("--resume_from_checkpoint latest: %s holds no checkpoint yet, starting at step 0", output_dir)
+    shutil.rmtree(output_dir / "best", ignore_errors=True)  # the best weights of the attempt that died
     return RunClaim(recorded or uuid.uuid4().hex)
 
 
