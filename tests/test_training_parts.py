@@ -284,7 +284,7 @@ def test_push_sends_exactly_those_files(tmp_path):
     (tmp_path / "model.safetensors").write_text("x")
     (tmp_path / "checkpoint-1").mkdir()
     (tmp_path / "checkpoint-1" / "optimizer.bin").write_text("x")
-    with mock.patch("vit_hf.hub.HfApi") as api_class:
+    with mock.patch("vit_hf.hub.upload.HfApi") as api_class:
         push_folder(tmp_path, "me/model")
     api = api_class.return_value
     api.create_repo.assert_called_once_with("me/model", private=None, exist_ok=True, repo_type="model")
@@ -308,7 +308,7 @@ def test_hub_check_fails_fast_offline():
 
 def test_failed_final_upload_keeps_the_folder_and_says_how_to_upload(tmp_path, caplog):
     (tmp_path / "model.safetensors").write_text("x")
-    with mock.patch("vit_hf.hub.HfApi") as api_class:
+    with mock.patch("vit_hf.hub.upload.HfApi") as api_class:
         api_class.return_value.upload_folder.side_effect = ConnectionError("network is unreachable")
         with caplog.at_level("ERROR"):
             assert upload_or_explain(tmp_path, "me/model", commit_message="End of training") is False
