@@ -1,14 +1,15 @@
 """How much of timm's ViT family vit_hf converts exactly.
 
-Every model registered in timm's `vision_transformer` and `vision_transformer_hybrid` modules, up to a parameter
-budget, is built with random weights (`pretrained=False`, then randomised so no layer is an identity), converted
-with `vit_hf.from_timm` and run beside timm at its native input size. A model counts as converted when the largest
-absolute logit difference is at most 1e-4 (float32). Models that cannot be converted are listed with the
-architecture features that block them. Support is checked on the meta device first, so only convertible models
-are built with real weights.
+Every model registered in timm's `vision_transformer`, `vision_transformer_hybrid`, `eva` (EVA-02, DINOv3,
+Perception Encoder, RoPE-ViT, ...) and `deit` modules, up to a parameter budget, is built with random weights
+(`pretrained=False`, then randomised so no layer is an identity), converted with `vit_hf.from_timm` and run beside
+timm at its native input size. A model counts as converted when the largest absolute logit difference is at most
+1e-4 (float32). Models that cannot be converted are listed with the architecture features that block them. Support
+is checked on the meta device first, so only convertible models are built with real weights.
 
     python -m benchmarks.timm_coverage                      # writes outputs/timm_coverage.md
     python -m benchmarks.timm_coverage --max-params 100e6   # a quicker partial run
+    python -m benchmarks.timm_coverage --modules eva deit   # some modules only
 
 It needs no network: no pretrained weights are downloaded.
 """
@@ -27,13 +28,14 @@ from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
 from vit_hf import UnsupportedTimmModelError, from_timm
 from vit_hf.timm.architecture import config_from_timm
 
-MODULES = ("vision_transformer", "vision_transformer_hybrid")
+MODULES = ("vision_transformer", "vision_transformer_hybrid", "eva", "deit")
 TOLERANCE = 1e-4
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-params", type=float, default=450e6, help="skip larger models (default: 450M)")
+    parser.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES), help="timm modules to cover")
     # Not the tracked benchmarks/results/timm_coverage.md: refreshing that is a deliberate --out.
     parser.add_argument("--out", type=Path, default=Path("outputs/timm_coverage.md"), help="report to write")
     return parser.parse_args()
@@ -63,7 +65,24 @@ def feature_category(feature: str) -> str:
     return feature.split(" (")[0].split(":")[0]
 
 
-def report(rows: list[dict], max_params: float, seconds: float) -> str:
+def module_table(rows: list[dict], modules: list[str]) -> list[str]:
+    """Per-module counts of the models within the parameter budget."""
+    lines = [
+        "| timm module | models | converted exactly | blocked | mismatched | share exact |",
+        "|---|---|---|---|---|---|",
+    ]
+    for module in [*modules, None]:
+        chosen = [row for row in rows if row["status"] != "too large" and module in (None, row["module"])]
+        counts = Counter(row["status"] for row in chosen)
+        share = f"{100 * counts['exact'] / len(chosen):.1f}%" if chosen else "-"
+        name = f"`{module}`" if module else "**all**"
+        lines.append(
+            f"| {name} | {len(chosen)} | {counts['exact']} | {counts['blocked']} | {counts['mismatch']} | {share} |"
+        )
+    return lines
+
+
+def report(rows: list[dict], modules: list[str], max_params: float, seconds: float) -> str:
     in_budget = [row for row in rows if row["status"] != "too large"]
     exact = [row for row in in_budget if row["status"] == "exact"]
     blocked = [row for row in in_budget if row["status"] == "blocked"]
@@ -71,12 +90,14 @@ def report(rows: list[dict], max_params: float, seconds: float) -> str:
     lines = [
         "# timm ViT coverage",
         "",
-        f"timm {timm.__version__}, torch {torch.__version__}; modules {', '.join(MODULES)}; "
+        f"timm {timm.__version__}, torch {torch.__version__}; modules {', '.join(modules)}; "
         f"{len(rows)} models, {len(in_budget)} with at most {max_params / 1e6:.0f}M parameters; "
         f"{seconds / 60:.1f} min.",
         "",
         f"**Converted exactly: {len(exact)} / {len(in_budget)}** (max |logit difference| <= {TOLERANCE:g}, float32, "
         f"random weights, native input size). Mismatches: {len(mismatched)}. Blocked: {len(blocked)}.",
+        "",
+        *module_table(rows, modules),
         "",
         "## Blocking features",
         "",
@@ -89,13 +110,14 @@ def report(rows: list[dict], max_params: float, seconds: float) -> str:
         "",
         "## Models",
         "",
-        "| model | params (M) | status | max abs logit diff | blocked by |",
-        "|---|---|---|---|---|",
+        "| model | timm module | params (M) | status | max abs logit diff | blocked by |",
+        "|---|---|---|---|---|---|",
     ]
     for row in in_budget:
         diff = "" if row["diff"] is None else f"{row['diff']:.1e}"
         blockers = "; ".join(dict.fromkeys(map(feature_category, row["features"])))
-        lines.append(f"| {row['name']} | {row['params'] / 1e6:.1f} | {row['status']} | {diff} | {blockers} |")
+        cells = [row["name"], row["module"], f"{row['params'] / 1e6:.1f}", row["status"], diff, blockers]
+        lines.append("| " + " | ".join(cells) + " |")
     too_large = [f"{row['name']} ({row['params'] / 1e6:.0f}M)" for row in rows if row["status"] == "too large"]
     lines += ["", f"Not built (over {max_params / 1e6:.0f}M parameters): {', '.join(too_large) or 'none'}."]
     return "\n".join(lines) + "\n"
@@ -111,15 +133,16 @@ def write_atomically(path: Path, text: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    names = sorted({name for module in MODULES for name in timm.list_models(module=module)})
+    module_of = {name: module for module in args.modules for name in timm.list_models(module=module)}
+    names = sorted(module_of)
     start = time.perf_counter()
     rows = []
     for index, name in enumerate(names, 1):
-        rows.append(check_model(name, args.max_params))
+        rows.append(dict(check_model(name, args.max_params), module=module_of[name]))
         row = rows[-1]
         detail = f"{row['diff']:.1e}" if row["diff"] is not None else "; ".join(map(feature_category, row["features"]))
         print(f"[{index}/{len(names)}] {name}: {row['status']} {detail}", flush=True)
-    write_atomically(args.out, report(rows, args.max_params, time.perf_counter() - start))
+    write_atomically(args.out, report(rows, args.modules, args.max_params, time.perf_counter() - start))
     print(f"Wrote {args.out}")
 
 

@@ -57,7 +57,7 @@ def test_every_listed_preset_builds_and_overrides_apply():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(image_size=30, patch_size=4), "image_size"),
+        (dict(image_size=30, patch_size=1, backbone_depths=[]), "image_size"),
         (dict(image_size=32, patch_size=8, patch_stride=6), "image_size"),
         (dict(patch_size=4, patch_stride=8), "patch_stride"),
         (dict(patch_size=4, patch_stride=3), "patch_size - patch_stride"),

@@ -106,7 +106,9 @@ class ViTHFConfig(PreTrainedConfig):
 
     Args:
         image_size (`int` or `[height, width]`, *optional*, defaults to 224):
-            Input resolution; a multiple of the token stride (`patch_stride` x the backbone's stride).
+            Input resolution; a multiple of the token stride (`patch_stride` x the backbone's stride), except with
+            plain non-overlapping patches, whose convolution ignores the last pixel rows and columns that do not fill
+            a patch, as timm's does (SigLIP so400m/14 at 384 px uses 378).
         patch_size (`int`, *optional*, defaults to 16):
             Side of the square patches (of pixels, or of backbone cells for a hybrid).
         patch_stride (`int`, *optional*):
@@ -387,7 +389,8 @@ class ViTHFConfig(PreTrainedConfig):
                 f"`patch_size - patch_stride` must be even so overlapping patches pad symmetrically, got "
                 f"patch_size={self.patch_size}, patch_stride={self.patch_stride}."
             )
-        if any(side % self.token_stride for side in to_2tuple(self.image_size)):
+        whole_patches_needed = self.backbone_depths is not None or self.patch_stride != self.patch_size
+        if whole_patches_needed and any(side % self.token_stride for side in to_2tuple(self.image_size)):
             raise ValueError(
                 f"`image_size` {self.image_size} is not divisible by the token stride {self.token_stride} "
                 f"(patch_stride {self.patch_stride} x backbone stride {self.backbone_stride}). "

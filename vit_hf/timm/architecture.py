@@ -149,7 +149,8 @@ def embedding_fields(model: VisionTransformer, image_size, problems: list[str]) 
         problems.append("patch dropout (patch_drop_rate > 0)")
 
     height, width = to_2tuple(patch_embed.img_size if image_size is None else image_size)
-    if height % token_stride[0] or width % token_stride[1]:
+    hybrid = type(patch_embed) is HybridEmbed  # plain patches drop the remainder as timm's convolution does
+    if hybrid and (height % token_stride[0] or width % token_stride[1]):
         stride = token_stride[0]
         lower, upper = height // stride * stride, (height // stride + 1) * stride
         problems.append(
