@@ -188,3 +188,24 @@ with torch.no_grad():
     assert result.returncode == 0, result.stderr[-3000:]
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "out.pt"), model(x).logits)
+
+
+@pytest.mark.parametrize("name", ["vit_small_resnet26d_224", "vit_small_resnet50d_s16_224"])
+def test_resnet_d_hybrid_converts_exactly_and_back(tmp_path, name):
+    """BatchNorm's running statistics are part of the conversion: they are randomised too."""
+    timm_model = random_timm_model(name, **dict(TINY, depth=1), img_size=64)
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for key, buffer in timm_model.named_buffers():
+            if key.endswith("running_mean"):
+                buffer.copy_(torch.randn(buffer.shape, generator=generator) * 0.1)
+            elif key.endswith("running_var"):
+                buffer.copy_(torch.rand(buffer.shape, generator=generator) + 0.5)
+    model = from_timm(timm_model)
+    assert model.config.backbone_type == "resnet_d"
+    assert _logits_difference(timm_model, model, 64) <= 1e-5
+    timm_kwargs = to_timm_checkpoint(model, tmp_path / "model.safetensors")
+    timm_kwargs.pop("pretrained"), timm_kwargs.pop("pretrained_cfg_overlay")
+    rebuilt = timm.create_model(name, **timm_kwargs).eval()
+    rebuilt.load_state_dict(load_file(tmp_path / "model.safetensors"), strict=True)
+    assert _logits_difference(rebuilt, model, 64) <= 1e-5

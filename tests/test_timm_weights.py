@@ -472,7 +472,6 @@ def test_bad_arguments_give_clear_errors(tmp_path, checkpoint):
         ("vit_base_patch16_siglip_224", dict(mlp_layer=SwiGLU), ["attention-pool head whose MLP width or activation"]),
         ("vit_small_patch16_18x2_224", {}, ["parallel attention + MLP branches"]),
         ("vit_dwee_patch16_reg1_gap_256", {}, ["differential attention"]),
-        ("vit_base_resnet50d_224", {}, ["ResNet backbone other than BiT's ResNetV2"]),
         ("vit_base_mci_224", {}, ["without projection", "ConvStem"]),
         ("vit_small_patch16_224", dict(global_pool=""), ["no pooling (global_pool=''"]),
         ("vit_base_patch16_sapiens2", {}, ["layer scale on the attention branch only"]),

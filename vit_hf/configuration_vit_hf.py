@@ -54,6 +54,7 @@ CHOICES = {
     "norm_type": NORM_TYPES,
     "mlp_type": MLP_TYPES,
     "rope_type": ROPE_TYPES,
+    "backbone_type": ("resnetv2", "resnet_d"),
 }
 # The seed article's ViT at a CPU-sized input: strided-conv patches, no class token, no position embeddings, a
 # stack of torch.nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward) with PyTorch's defaults (post-norm,
@@ -215,6 +216,10 @@ class ViTHFConfig(PreTrainedConfig):
             Output channels of the backbone's stem (before `backbone_width_factor`).
         backbone_width_factor (`int`, *optional*, defaults to 1):
             Multiplies every backbone width.
+        backbone_type (`str`, *optional*, defaults to `"resnetv2"`):
+            The hybrid backbone: `"resnetv2"` (BiT: weight-standardised convolutions, GroupNorm) or `"resnet_d"`
+            (deep 3-conv stem, BatchNorm, average-pooled shortcuts; timm's `vit_*_resnet*d_*`), with
+            `backbone_depths` stages (at least one) and the default stem channels and width factor.
 
     Example:
     ```python
@@ -274,6 +279,7 @@ class ViTHFConfig(PreTrainedConfig):
     backbone_depths: list[int] | None = None
     backbone_stem_channels: int = 64
     backbone_width_factor: int = 1
+    backbone_type: str = "resnetv2"
 
     def __post_init__(self, **kwargs):
         _reject_misspelled_fields(kwargs, type(self))
@@ -409,6 +415,13 @@ class ViTHFConfig(PreTrainedConfig):
 
     def _validate_variants(self) -> None:
         """Attention-bias, distillation and rotary options."""
+        if self.backbone_type == "resnet_d" and (
+            not self.backbone_depths or (self.backbone_stem_channels, self.backbone_width_factor) != (64, 1)
+        ):
+            raise ValueError(
+                "backbone_type='resnet_d' needs backbone_depths with at least one stage and the default "
+                "backbone_stem_channels (64) and backbone_width_factor (1)."
+            )
         if not self.key_bias and not self.qkv_bias:
             raise ValueError("`key_bias=False` drops the key bias of a biased qkv projection; it needs qkv_bias=True.")
         if self.distillation_token and (not self.class_token or self.pooling != "cls"):

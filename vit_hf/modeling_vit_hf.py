@@ -31,6 +31,7 @@ from .layers_vit_hf import (
     make_norm,
     mixed_rope_freqs,
 )
+from .resnet_d_vit_hf import ViTHFResNetDBackbone
 from .resnetv2_vit_hf import ViTHFGroupNormAct, ViTHFResNetV2Backbone, ViTHFStdConv2dSame
 
 
@@ -67,6 +68,9 @@ class ViTHFPatchEmbeddings(nn.Module):
         if config.backbone_depths is None:
             self.backbone = None
             in_channels = config.num_channels
+        elif config.backbone_type == "resnet_d":
+            self.backbone = ViTHFResNetDBackbone(config.backbone_depths, config.num_channels)
+            in_channels = config.backbone_channels
         else:
             self.backbone = ViTHFResNetV2Backbone(
                 config.backbone_depths, config.num_channels, config.backbone_stem_channels, config.backbone_width_factor
@@ -432,6 +436,9 @@ class ViTHFPreTrainedModel(PreTrainedModel):
             if module.bias is not None:
                 init.zeros_(module.bias)
         elif isinstance(module, (nn.LayerNorm, ViTHFGroupNormAct)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, ViTHFRMSNorm):

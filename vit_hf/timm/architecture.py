@@ -35,6 +35,7 @@ from timm.models.vision_transformer import Block, ParallelScalingBlock, ResPostB
 from torch import nn
 
 from ..configuration_vit_hf import ViTHFConfig, to_2tuple
+from .resnet_d import resnet_d_embed_layer, resnet_d_fields
 
 # timm activation modules and the transformers ACT2FN names computing the same function.
 ACTIVATIONS = {
@@ -184,6 +185,8 @@ def _backbone_fields(backbone: nn.Module, problems: list[str]) -> dict:
             problems.append("a pre-activation ResNetV2 backbone (preact=True)")
     elif type(backbone) is nn.Sequential and [name for name, _ in backbone.named_children()] == stem_names:
         stem, stages = backbone, []  # timm's stem-only hybrid (vit_tiny_r_s16_p8_*)
+    elif (fields := resnet_d_fields(backbone, problems)) is not None:
+        return fields
     else:
         kind = type(backbone).__name__
         problems.append(UNSUPPORTED_LAYERS.get(kind, f"a {kind} backbone (vit_hf implements BiT's ResNetV2)"))
@@ -551,7 +554,9 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         block_fn={"res_post": ResPostBlock, "parallel": ParallelScalingBlock}.get(config.norm_placement, Block),
         pool_include_prefix=config.pool_include_prefix,
     )
-    if config.backbone_depths is not None:
+    if config.backbone_type == "resnet_d":
+        kwargs["embed_layer"] = resnet_d_embed_layer(config.backbone_depths)
+    elif config.backbone_depths is not None:
         kwargs["embed_layer"] = partial(
             timm_hybrid_embed,
             backbone_depths=tuple(config.backbone_depths),
