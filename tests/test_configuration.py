@@ -1,6 +1,9 @@
+import json
+import logging
 import re
 
 import pytest
+from transformers import AutoConfig
 
 from tests.conftest import tiny_config
 from vit_hf import ViTHFConfig, list_presets
@@ -113,3 +116,18 @@ def test_every_field_is_documented_in_the_class_docstring():
     args = ViTHFConfig.__doc__.split("Args:")[1].split("Example:")[0]
     documented = set(re.findall(r"^        (\w+) \(", args, re.M))
     assert documented == set(ViTHFConfig.__annotations__) - {"model_type"}
+
+
+def test_saved_config_with_a_near_miss_attribute_loads_and_keeps_it(tmp_path, caplog):
+    """Configs written by other tools or later versions may carry such names (`layer_norm_epsilon`): loading keeps
+    them, as transformers does for any extra key, with a warning; constructing one by hand still raises."""
+    ViTHFConfig(hidden_size=64, num_attention_heads=2).save_pretrained(tmp_path)
+    values = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**values, "layer_norm_epsilon": 1e-5}))
+    with caplog.at_level(logging.WARNING):
+        loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, ViTHFConfig)
+    assert loaded.layer_norm_epsilon == 1e-5 and loaded.layer_norm_eps == 1e-6 and loaded.hidden_size == 64
+    assert "'layer_norm_epsilon'" in caplog.text and "'layer_norm_eps'" in caplog.text
+    with pytest.raises(ValueError, match="did you mean 'layer_norm_eps'"):
+        ViTHFConfig(layer_norm_epsilon=1e-5)

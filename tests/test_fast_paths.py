@@ -54,33 +54,43 @@ def test_qkv_gradient_is_assembled_with_a_single_copy():
     assert (ops["aten::cat"], ops["aten::stack"], ops["aten::clone"], ops["aten::copy_"]) == (1, 0, 0, 0)
 
 
+FUSED_CPU_KERNEL = "aten::_scaled_dot_product_flash_attention_for_cpu"
+
+
 def bf16_logits_and_ops(model, pixels):
     with torch.profiler.profile() as profiler, torch.autocast("cpu", dtype=torch.bfloat16):
         logits = model(pixels).logits.float()
     return logits, {event.name for event in profiler.events()}
 
 
-def test_bf16_attention_on_cpu_runs_as_matmuls_as_accurately_as_the_fused_kernel(monkeypatch):
+def test_sdpa_cpu_bf16_runs_bf16_attention_on_cpu_as_matmuls_as_accurately_as_the_fused_kernel(monkeypatch):
     torch.manual_seed(0)  # the same weights whatever ran before
-    config = tiny_config(num_hidden_layers=4)
+    config = tiny_config(num_hidden_layers=4, attn_implementation="sdpa_cpu_bf16")
     model = ViTHFForImageClassification(config).eval()
-    torch.nn.init.normal_(model.head.weight, std=0.5)
+    torch.nn.init.normal_(model.head.weight)
     pixels = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         reference = model(pixels).logits
         logits, ops = bf16_logits_and_ops(model, pixels)
         monkeypatch.setattr(modeling_vit_hf, "MATMUL_ATTENTION_MAX_TOKENS", 16)  # 65 tokens: the fused kernel
         fused_logits, fused_ops = bf16_logits_and_ops(model, pixels)
-    fused_kernel = "aten::_scaled_dot_product_flash_attention_for_cpu"
-    assert fused_kernel not in ops and fused_kernel in fused_ops
+    assert FUSED_CPU_KERNEL not in ops and FUSED_CPU_KERNEL in fused_ops
     # Mean error over 16 images: over 30 random models its ratio to the fused kernel's was 0.77 to 1.17 (a single
     # maximum is too noisy to compare).
     error, fused_error = ((out - reference).abs().mean().item() for out in (logits, fused_logits))
     assert 0 < error <= 1.25 * fused_error
 
 
-def test_bf16_attention_on_cpu_trains():
-    config = tiny_config(attention_probs_dropout_prob=0.1)
+def test_sdpa_means_torch_sdpa_in_bf16_on_cpu_too():
+    config = tiny_config()
+    model = ViTHFForImageClassification(config).eval()
+    with torch.no_grad():
+        _, ops = bf16_logits_and_ops(model, torch.randn(2, 3, 32, 32))
+    assert FUSED_CPU_KERNEL in ops
+
+
+def test_sdpa_cpu_bf16_trains_in_bf16_on_cpu():
+    config = tiny_config(attention_probs_dropout_prob=0.1, attn_implementation="sdpa_cpu_bf16")
     model = ViTHFForImageClassification(config).train()
     torch.nn.init.normal_(model.head.weight)
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -101,11 +101,52 @@ def test_attention_maps_and_hidden_states_counts():
     assert model(pixels(config)).attentions is None
 
 
-def test_attention_maps_with_sdpa_raise_a_clear_error():
-    config = tiny_config()
+@pytest.mark.parametrize("implementation", ["sdpa", "sdpa_cpu_bf16"])
+def test_attention_maps_from_a_non_eager_model_equal_eager_ones(implementation):
+    """Generic code asks any transformers model for `output_attentions=True`: that call computes the maps with eager
+    attention, and the model keeps its own implementation."""
+    config = tiny_config(num_register_tokens=1)
     model = ViTHFForImageClassification(config).eval()
-    with pytest.raises(ValueError, match="attn_implementation='eager'"):
-        model(pixels(config), output_attentions=True)
+    model.set_attn_implementation(implementation)
+    eager = copy.deepcopy(model)
+    eager.set_attn_implementation("eager")
+    x = pixels(config)
+    with torch.no_grad():
+        out, expected = model(x, output_attentions=True), eager(x, output_attentions=True)
+    assert len(out.attentions) == config.num_hidden_layers
+    for maps, eager_maps in zip(out.attentions, expected.attentions, strict=True):
+        torch.testing.assert_close(maps, eager_maps)
+    torch.testing.assert_close(out.logits, expected.logits)
+    assert model.config._attn_implementation == implementation
+    assert model(x).attentions is None
+
+
+def test_output_hidden_states_selects_layers_by_index():
+    """transformers' convention: the selected hidden states, None in the places of the others."""
+    config = tiny_config(num_hidden_layers=3)
+    model = ViTHFModel(config).eval()
+    x = pixels(config)
+    every = model(x, output_hidden_states=True).hidden_states
+    selected = model(x, output_hidden_states=[0, 2, -1]).hidden_states
+    assert len(selected) == len(every) == 4
+    assert selected[1] is None
+    for index in (0, 2, 3):
+        torch.testing.assert_close(selected[index], every[index])
+
+
+def test_input_embeddings_let_reentrant_checkpointing_train_adapters_of_a_frozen_model():
+    """`get_input_embeddings()` is the patch embedding, so `enable_input_require_grads()` (which PEFT and the Trainer
+    call) makes reentrant activation checkpointing pass gradients to trainable weights inside frozen blocks."""
+    config = tiny_config()
+    model = ViTHFForImageClassification(config).train()
+    torch.nn.init.normal_(model.head.weight)
+    assert model.get_input_embeddings() is model.vit.patch_embed
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.endswith("attn.qkv.weight"))
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
+    model.enable_input_require_grads()
+    model(pixels(config), labels=torch.tensor([0, 1])).loss.backward()
+    assert all(block.attn.qkv.weight.grad.abs().sum() > 0 for block in model.vit.blocks)
 
 
 @pytest.mark.parametrize("size", [(48, 48), (32, 48), (40, 24)])
@@ -155,7 +196,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     model = ViTHFForImageClassification(config).train()
     torch.nn.init.normal_(model.head.weight)
     checkpointed = copy.deepcopy(model)
-    checkpointed.gradient_checkpointing_enable()
+    checkpointed.activation_checkpointing_enable()
     assert checkpointed.is_gradient_checkpointing
     x, labels = pixels(config), torch.tensor([1, 3])
     model(x, labels=labels).loss.backward()
@@ -251,3 +292,25 @@ def test_builds_on_the_meta_device():
         model = ViTHFForImageClassification(ViTHFConfig.from_preset("huge_patch14_224", drop_path_rate=0.1))
     assert model.vit.pos_embed.is_meta
     assert sum(p.numel() for p in model.parameters()) > 600_000_000
+
+
+def test_hybrid_exports_with_dynamic_batch_and_image_size():
+    """torch.export with a symbolic batch, height and width: the ResNetV2's "SAME" padding stays simple enough for
+    the shape analysis (computed with ceil() in every convolution, a stem alone took minutes)."""
+    from torch.export import Dim
+
+    config = tiny_config(backbone_depths=[1], patch_size=1, image_size=64)
+    model = ViTHFForImageClassification(config).eval()
+    torch.nn.init.normal_(model.head.weight)
+    auto = {0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}
+    with torch.no_grad():
+        exported = torch.export.export(
+            model,
+            (pixels(config, size=(96, 80)),),
+            {"interpolate_pos_encoding": True},
+            dynamic_shapes={"pixel_values": auto, "interpolate_pos_encoding": None},
+        ).module()
+        for batch, size in ((3, (128, 64)), (1, (48, 112))):
+            x = pixels(config, batch=batch, size=size)
+            expected = model(x, interpolate_pos_encoding=True).logits
+            torch.testing.assert_close(exported(x, interpolate_pos_encoding=True).logits, expected)

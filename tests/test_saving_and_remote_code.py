@@ -73,6 +73,9 @@ def test_trust_remote_code_load_without_vit_hf(saved_model, tmp_path):
     with torch.no_grad():
         expected = model(x).logits
         expected_hidden = model.vit(x).last_hidden_state
+        model.set_attn_implementation("sdpa_cpu_bf16")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            expected_bf16 = model(x).logits.float()
     script = textwrap.dedent(
         f"""
         import sys
@@ -88,8 +91,15 @@ def test_trust_remote_code_load_without_vit_hf(saved_model, tmp_path):
         clf = AutoModelForImageClassification.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
         base = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()
         assert type(clf).__module__.startswith("transformers_modules"), type(clf).__module__
+        # The model file registers its attention implementation itself.
+        kernel = AutoModelForImageClassification.from_pretrained(
+            {str(folder)!r}, trust_remote_code=True, attn_implementation="sdpa_cpu_bf16"
+        ).eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16_logits = kernel(x).logits.float()
         with torch.no_grad():
-            torch.save({{"logits": clf(x).logits, "hidden": base(x).last_hidden_state}}, {str(tmp_path / "out.pt")!r})
+            torch.save({{"logits": clf(x).logits, "hidden": base(x).last_hidden_state, "bf16": bf16_logits}},
+                       {str(tmp_path / "out.pt")!r})
         """
     )
     env = dict(os.environ, PYTHONPATH="")
@@ -98,6 +108,7 @@ def test_trust_remote_code_load_without_vit_hf(saved_model, tmp_path):
     out = torch.load(tmp_path / "out.pt")
     assert torch.equal(out["logits"], expected)
     assert torch.equal(out["hidden"], expected_hidden)
+    assert torch.equal(out["bf16"], expected_bf16)
 
 
 def test_pipeline_on_a_saved_folder(saved_model):
@@ -118,3 +129,16 @@ def test_image_processor_matches_model_size_and_normalisation(saved_model):
     batch = processor(Image.new("RGB", (50, 70), color=(255, 0, 128)), return_tensors="pt")
     assert batch["pixel_values"].shape == (1, 3, 32, 32)
     torch.testing.assert_close(batch["pixel_values"][0, :, 0, 0], torch.tensor([1.0, -1.0, 0.0039]), atol=1e-3, rtol=0)
+
+
+def test_saved_image_processor_converts_grayscale_images_to_rgb(saved_model):
+    """A grayscale photo through the saved processor (transformers' default processor fails on it: `mean must have 1
+    elements`)."""
+    _, folder = saved_model
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(folder)
+    gray = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48), dtype=np.uint8), mode="L")
+    pixels = processor(gray, return_tensors="pt")["pixel_values"]
+    assert pixels.shape == (1, 3, 32, 32)
+    torch.testing.assert_close(pixels, processor(gray.convert("RGB"), return_tensors="pt")["pixel_values"])

@@ -1,9 +1,15 @@
 """ViTHFConfig: every architectural choice of a (hybrid) Vision Transformer, with validation and named presets."""
 
+import contextvars
 import difflib
 import re
 
 from transformers.configuration_utils import PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+# True while a saved config is being read (`from_dict`), where unknown attributes are kept without complaint.
+_LOADING_SAVED_CONFIG = contextvars.ContextVar("loading_saved_vit_hf_config", default=False)
 
 # Width, depth, heads and MLP size of the ViT paper's model sizes (plus DeiT's tiny and small).
 MODEL_SIZES = {
@@ -282,7 +288,7 @@ class ViTHFConfig(PreTrainedConfig):
     backbone_type: str = "resnetv2"
 
     def __post_init__(self, **kwargs):
-        _reject_misspelled_fields(kwargs, type(self))
+        _check_unknown_fields(kwargs, type(self), saved=_LOADING_SAVED_CONFIG.get())
         if self.patch_stride is None:
             self.patch_stride = self.patch_size
         if self.embed_dropout_prob is None:
@@ -295,6 +301,16 @@ class ViTHFConfig(PreTrainedConfig):
             self.rope_ref_grid = list(self.rope_ref_grid)
         super().__post_init__(**kwargs)
         self._validate()
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As in transformers. A saved config may carry attributes written by other tools or later versions: they
+        are kept as they are, and one whose name is close to a field's only warns (see `_check_unknown_fields`)."""
+        token = _LOADING_SAVED_CONFIG.set(True)
+        try:
+            return super().from_dict(config_dict, **kwargs)
+        finally:
+            _LOADING_SAVED_CONFIG.reset(token)
 
     @property
     def num_prefix_tokens(self) -> int:
@@ -443,15 +459,20 @@ def _is_int(value, minimum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
-def _reject_misspelled_fields(kwargs: dict, config_class: type) -> None:
+def _check_unknown_fields(kwargs: dict, config_class: type, saved: bool) -> None:
     """Extra keyword arguments are kept on the config (transformers' rule, so Hub configs with more keys load), but
-    one that is a near miss of a field name is a typo that would silently fall back to the default."""
+    one that is a near miss of a field name is likely a typo that would silently fall back to the default: an error
+    where a user constructs the config, a warning where a saved one is read (it may come from another tool)."""
     fields = [name for name in config_class.__dataclass_fields__ if not name.startswith("_")]
     for key in kwargs:
         if key in fields:
             continue
         close = difflib.get_close_matches(key, fields, n=1, cutoff=0.85)
-        if close:
+        if close and saved:
+            logger.warning(
+                "The saved config's attribute %r is kept, but the model does not read it: it reads %r.", key, close[0]
+            )
+        elif close:
             raise ValueError(f"Unknown config field {key!r}; did you mean {close[0]!r}?")
 
 

@@ -40,6 +40,10 @@ class ViTHFImageProcessor(ViTImageProcessorPil):
     ```
     """
 
+    # Grayscale, palette and RGBA images become RGB before the three-channel normalisation (transformers' default,
+    # None, leaves them as they are and fails on a grayscale image).
+    do_convert_rgb = True
+
     def center_crop(self, image: np.ndarray, size: SizeDict, **kwargs) -> np.ndarray:
         height, width = image.shape[-2:]  # channels-first inside the PIL backend
         if size.height > height or size.width > width:

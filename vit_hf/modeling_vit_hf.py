@@ -15,10 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, AttentionInterface, PreTrainedModel
 from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_vit_hf import ViTHFConfig, to_2tuple
 from .layers_vit_hf import (
@@ -117,8 +119,9 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
-# Longest sequence for which `matmul_attention` replaces torch's fused CPU kernel: its (B, heads, N, N) weights then
-# stay below the size of the block's other activations (577 tokens at 384 px with 16 px patches).
+# Longest sequence for which `sdpa_cpu_bf16` runs two matmuls instead of torch's fused CPU kernel: its
+# (B, heads, N, N) weights then stay below the size of the block's other activations (577 tokens at 384 px with
+# 16 px patches).
 MATMUL_ATTENTION_MAX_TOKENS = 1024
 
 
@@ -127,23 +130,47 @@ def matmul_attention(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
-    attention_mask: None,
+    scaling: float,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """Attention as two batched matmuls around a softmax (timm's non-fused path)."""
+    attn_weights = torch.matmul(query * scaling, key.transpose(2, 3)).softmax(dim=-1)  # (B, heads, N, N)
+    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
+    return torch.matmul(attn_weights, value).transpose(1, 2)  # (B, N, heads, head_dim)
+
+
+def sdpa_cpu_bf16_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
     scaling: float,
     dropout: float = 0.0,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """Attention as two batched matmuls around a softmax (timm's non-fused path), used instead of `sdpa` for bf16
-    on CPU: there torch's fused attention kernel measured 2-4x slower, forward plus backward, than this at 50 to
-    1024 tokens, while matmuls run oneDNN's bf16 kernels."""
-    attn_weights = torch.matmul(query * scaling, key.transpose(2, 3)).softmax(dim=-1)  # (B, heads, N, N)
-    attn_weights = F.dropout(attn_weights, p=dropout, training=module.training)
-    return torch.matmul(attn_weights, value).transpose(1, 2), None  # (B, N, heads, head_dim)
+    """The `sdpa_cpu_bf16` attention implementation: torch's sdpa, except for bf16 on the CPU (up to
+    `MATMUL_ATTENTION_MAX_TOKENS` tokens, no mask), where `matmul_attention` runs instead: there torch's fused
+    kernel measured 2-4x slower, forward plus backward, at 50 to 1024 tokens, while matmuls run oneDNN's bf16
+    kernels."""
+    if (
+        query.device.type == "cpu"
+        and query.dtype == torch.bfloat16
+        and query.shape[2] <= MATMUL_ATTENTION_MAX_TOKENS
+        and attention_mask is None
+    ):
+        return matmul_attention(module, query, key, value, scaling, dropout), None
+    return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
+
+
+# Registered at import, so that the name also works where this file is loaded as remote code without vit_hf.
+AttentionInterface.register("sdpa_cpu_bf16", sdpa_cpu_bf16_attention)
 
 
 class ViTHFAttention(nn.Module):
     """Multi-head self-attention with one fused qkv projection, dispatched to the attention implementation the
-    model was loaded with (`sdpa` by default; `eager`, `flash_attention_*`, `flex_attention`). With `sdpa`, bf16
-    on CPU runs `matmul_attention`, which is faster there than torch's fused kernel."""
+    model was loaded with (`sdpa` by default; `sdpa_cpu_bf16`, `eager`, `flash_attention_*`, `flex_attention`).
+    A call with `output_attentions=True` runs eager attention, which alone returns the attention maps."""
 
     def __init__(self, config: ViTHFConfig):
         super().__init__()
@@ -163,6 +190,12 @@ class ViTHFAttention(nn.Module):
         self.proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.proj_bias)
         self.proj_drop = nn.Dropout(config.hidden_dropout_prob)
 
+    def attention_interface(self, kwargs: dict) -> Callable:
+        """The model's attention implementation; eager for a call that asks for the attention maps."""
+        if kwargs.get("output_attentions"):
+            return eager_attention_forward
+        return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, tokens, channels = hidden_states.shape
         # Split the fused projection along its last dimension and view the heads in place: the gradients of the
@@ -173,17 +206,7 @@ class ViTHFAttention(nn.Module):
             for part in self.qkv(hidden_states).split(channels, dim=-1)
         )
         query, key = self.q_norm(query), self.k_norm(key)
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        if (
-            self.config._attn_implementation == "sdpa"
-            and query.device.type == "cpu"
-            and query.dtype == torch.bfloat16
-            and tokens <= MATMUL_ATTENTION_MAX_TOKENS
-        ):
-            attention_interface = matmul_attention
-        attn_output, attn_weights = attention_interface(
+        attn_output, attn_weights = self.attention_interface(kwargs)(
             self,
             query,
             key,
@@ -216,10 +239,7 @@ class ViTHFRopeAttention(ViTHFAttention):
         query = torch.cat([query[:, :, :prefix], apply_rotary(query[:, :, prefix:], rope, half)], dim=2)
         key = torch.cat([key[:, :, :prefix], apply_rotary(key[:, :, prefix:], rope, half)], dim=2)
         query, key = query.type_as(value), key.type_as(value)
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
-        attn_output, attn_weights = attention_interface(
+        attn_output, attn_weights = self.attention_interface(kwargs)(
             self,
             query,
             key,
@@ -409,6 +429,9 @@ class ViTHFPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _can_compile_fullgraph = True
+    # What `capture_outputs` records: each block's input and output, and each attention's maps.
+    _can_record_outputs = {"hidden_states": ViTHFLayer, "attentions": ViTHFAttention}
+    _input_embed_layer = "patch_embed"  # `get_input_embeddings()`, hooked by `enable_input_require_grads()`
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As in transformers, and the saved `auto_map` names all three Auto classes (transformers writes only the
@@ -470,8 +493,9 @@ class ViTHFModel(ViTHFPreTrainedModel):
 
     `last_hidden_state` equals timm's `forward_features`, `pooler_output` timm's `forward_head(pre_logits=True)`.
     `hidden_states` (with `output_hidden_states=True`) holds `num_hidden_layers + 1` tensors: the blocks' input,
-    then each block's output (before the final norm). `attentions` (eager attention only) holds one
-    (B, heads, N, N) map per block.
+    then each block's output (before the final norm); `output_hidden_states=[0, -1]` keeps only those (the others
+    are None), as in transformers. `attentions` (`output_attentions=True`) holds one (B, heads, N, N) map per
+    block, computed for that call with eager attention whatever the model's attention implementation.
     """
 
     def __init__(self, config: ViTHFConfig):
@@ -579,44 +603,19 @@ class ViTHFModel(ViTHFPreTrainedModel):
             block.drop_path.drop_prob = rate
         self.config.drop_path_rate = drop_path_rate
 
-    @can_return_tuple
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
-        self,
-        pixel_values: torch.Tensor,
-        interpolate_pos_encoding: bool = False,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        **kwargs,
+        self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False, **kwargs
     ) -> BaseModelOutputWithPooling:
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        if output_attentions is None:
-            output_attentions = self.config.output_attentions
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs eager attention, but this model uses "
-                f"{self.config._attn_implementation!r}. Load it with attn_implementation='eager' or call "
-                "model.set_attn_implementation('eager')."
-            )
         hidden_states = self.embed(pixel_values, interpolate_pos_encoding)
         ropes = None if self.rope is None else self.rotary_embeddings(pixel_values.shape[-2:])
-        all_hidden_states = [hidden_states] if output_hidden_states else None
-        all_attentions = [] if output_attentions else None
         for index, block in enumerate(self.blocks):
             block_kwargs = kwargs if ropes is None else {**kwargs, "rope": ropes[index]}
-            hidden_states, attn_weights = block(hidden_states, **block_kwargs)
-            if output_hidden_states:
-                all_hidden_states.append(hidden_states)
-            if output_attentions:
-                all_attentions.append(attn_weights)
+            hidden_states, _ = block(hidden_states, **block_kwargs)
         sequence_output = self.norm(hidden_states)
         pooled_output = self.fc_norm(self.pool(sequence_output))
-        return BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=pooled_output,
-            hidden_states=tuple(all_hidden_states) if output_hidden_states else None,
-            attentions=tuple(all_attentions) if output_attentions else None,
-        )
+        # `capture_outputs` adds `hidden_states` and `attentions` when asked, recorded by hooks on the blocks.
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=pooled_output)
 
 
 class ViTHFForImageClassification(ViTHFPreTrainedModel):
@@ -663,17 +662,9 @@ class ViTHFForImageClassification(ViTHFPreTrainedModel):
         pixel_values: torch.Tensor,
         labels: torch.Tensor | None = None,
         interpolate_pos_encoding: bool = False,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
         **kwargs,
     ) -> ImageClassifierOutput:
-        outputs = self.vit(
-            pixel_values,
-            interpolate_pos_encoding=interpolate_pos_encoding,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            **kwargs,
-        )
+        outputs = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         if self.head_dist is None:
             logits = self.head(self.head_drop(outputs.pooler_output))
         else:  # DeiT's inference output: the mean of the class-token and distillation-token heads' logits

@@ -6,16 +6,17 @@ Each piece is adapted from timm and re-implemented here, not imported: this file
 must load with `trust_remote_code=True` where timm is not installed.
 """
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
-    """TensorFlow 'SAME' padding (before, after) so that the output has ceil(size / stride) cells."""
-    total = max((math.ceil(size / stride) - 1) * stride + kernel_size - size, 0)
+    """TensorFlow 'SAME' padding (before, after) so that the output has ceil(size / stride) cells. Written with a
+    remainder instead of ceil(): the same numbers, and much simpler symbolic shapes under dynamic-shape export."""
+    total = kernel_size - stride + (-size) % stride  # = (ceil(size / stride) - 1) * stride + kernel_size - size
+    if kernel_size < stride:
+        total = max(total, 0)
     return total // 2, total - total // 2
 
 
@@ -32,14 +33,22 @@ class ViTHFStdConv2dSame(nn.Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, eps: float = 1e-8):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, bias=False)
         self.eps = eps
+        # "SAME" padding is (k - 1) / 2 on each side whatever the input size for an odd kernel at stride 1, and none
+        # for a 1x1 kernel: padded statically (as timm does), the shapes then carry no ceil() arithmetic, which
+        # dynamic-shape export would otherwise have to reason about in every convolution.
+        self.static_padding = (
+            0 if kernel_size == 1 else (kernel_size - 1) // 2 if stride == 1 and kernel_size % 2 else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_same(x, self.kernel_size[0], self.stride[0])
+        padding = self.static_padding
+        if padding is None:
+            x, padding = pad_same(x, self.kernel_size[0], self.stride[0]), 0
         # batch_norm over (1, out, in*k*k) standardises each filter; the same op timm uses, so results match bitwise.
         weight = F.batch_norm(
             self.weight.reshape(1, self.out_channels, -1), None, None, training=True, momentum=0.0, eps=self.eps
         ).reshape_as(self.weight)
-        return F.conv2d(x, weight, None, self.stride)
+        return F.conv2d(x, weight, None, self.stride, padding)
 
 
 class ViTHFGroupNormAct(nn.GroupNorm):
