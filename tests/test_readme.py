@@ -62,3 +62,34 @@ def test_data_examples(local_cifar10):
     device_path += "    break\n"  # one batch is enough
     exec(compile(device_path, str(README), "exec"), namespace)
     assert tuple(namespace["pixel_values"].shape) == (128, 3, 384, 384)
+
+
+def test_trainer_example(local_cifar10, tmp_path, monkeypatch):
+    """The Trainer example with a small randomly initialised timm ViT at 32 px for two steps, and without
+    `remove_unused_columns=False` the error that names it."""
+    import timm
+    from transformers import AutoModelForImageClassification
+
+    monkeypatch.chdir(tmp_path)
+    (block,) = python_blocks_under("## Using transformers.Trainer")
+    replacements = {
+        'load_image_classification("cifar10")': f"load_image_classification({str(local_cifar10)!r})",
+        '"vit_small_patch16_224.augreg_in21k", num_labels': "TIMM_MODEL, num_labels",
+        'image_processor_from_timm("vit_small_patch16_224.augreg_in21k")': "image_processor_from_timm(TIMM_MODEL)",
+        "attach_transforms(data, 224,": "attach_transforms(data, 32,",
+        "num_train_epochs=1,": "max_steps=2,",
+        "per_device_train_batch_size=64,": "per_device_train_batch_size=16, use_cpu=True,",
+    }
+    for old, new in replacements.items():
+        assert old in block, old
+        block = block.replace(old, new)
+    timm_model = timm.create_model(
+        "vit_tiny_patch16_224", pretrained=False, img_size=32, patch_size=8, depth=1, num_classes=10
+    )
+    exec(compile(block, str(README), "exec"), {"TIMM_MODEL": timm_model})
+    assert (tmp_path / "vit-s16-cifar10" / "preprocessor_config.json").is_file()
+    model = AutoModelForImageClassification.from_pretrained(tmp_path / "vit-s16-cifar10", trust_remote_code=True)
+    assert model.config.id2label[3] == "cat"
+    without_the_flag = block.replace("remove_unused_columns=False,", "")
+    with pytest.raises(KeyError, match="remove_unused_columns=False"):
+        exec(compile(without_the_flag, str(README), "exec"), {"TIMM_MODEL": timm_model})

@@ -272,6 +272,14 @@ class ExampleTransform:
         self.image_transform = image_transform
 
     def __call__(self, batch: dict) -> dict:
+        missing = [column for column in (self.image_column, self.label_column, SOURCE_INDEX) if column not in batch]
+        if missing:
+            raise KeyError(
+                f"The {self.split} split's rows arrive without the column(s) {missing} that its transform turns into "
+                f"pixel_values and labels (they have {sorted(batch)}). Under transformers.Trainer, pass "
+                "TrainingArguments(remove_unused_columns=False): by default the Trainer drops every column the "
+                "model's forward does not name before the transform runs."
+            )
         values, rows = batch[self.image_column], batch[SOURCE_INDEX]
         images = (decode_rgb(value, self.split, row) for value, row in zip(values, rows, strict=True))
         return {
