@@ -197,7 +197,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     torch.nn.init.normal_(model.head.weight)
     checkpointed = copy.deepcopy(model)
     checkpointed.activation_checkpointing_enable()
-    assert checkpointed.is_gradient_checkpointing
+    assert checkpointed.is_activation_checkpointing
     x, labels = pixels(config), torch.tensor([1, 3])
     model(x, labels=labels).loss.backward()
     checkpointed(x, labels=labels).loss.backward()

@@ -100,11 +100,44 @@ class ModelArguments:
         metadata={"help": 'ViTHFConfig fields for a preset, as JSON (YAML: a mapping), e.g. {"num_hidden_layers": 6}.'},
     )
     drop_path_rate: float = field(default=0.1, metadata={"help": "Stochastic depth rate of the last block."})
-    attn_implementation: str = field(default="sdpa", metadata={"help": "sdpa, eager, flash_attention_2, ..."})
+    attn_implementation: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (sdpa_cpu_bf16 for bf16 on the CPU, else sdpa), sdpa, sdpa_cpu_bf16, eager, "
+            "flash_attention_2, ..."
+        },
+    )
+    freeze: Literal["backbone"] | None = field(
+        default=None, metadata={"help": "backbone: train the classification head alone (a linear probe)."}
+    )
+    trainable_blocks: int | None = field(
+        default=None, metadata={"help": "Train only the last N blocks, the final norm and the head."}
+    )
+    peft: Literal["lora"] | None = field(
+        default=None, metadata={"help": 'lora: LoRA adapters through PEFT (pip install "vit_hf[peft]").'}
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA scaling numerator (the update is alpha / r)."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_mlp: bool = field(default=False, metadata={"help": "LoRA on the MLPs' fc1 / fc2 too."})
 
     def __post_init__(self) -> None:
         _check_values(self)
-        _check_ranges(self, {"image_size": "(0, inf)", "drop_path_rate": "[0, 1)"})
+        _check_ranges(
+            self,
+            {
+                "image_size": "(0, inf)",
+                "drop_path_rate": "[0, 1)",
+                "trainable_blocks": "[0, inf)",
+                "lora_r": "[1, inf)",
+                "lora_alpha": "(0, inf)",
+                "lora_dropout": "[0, 1)",
+            },
+        )
+        # Three ways to train part of the model: one at a time.
+        chosen = [_flag(name) for name in ("peft", "freeze", "trainable_blocks") if getattr(self, name) is not None]
+        if len(chosen) > 1:
+            raise ArgumentError(f"Choose one of --peft, --freeze and --trainable_blocks, got {' and '.join(chosen)}.")
         if self.model_overrides is not None:
             check_model_overrides(self.overrides(), self.image_size)
 

@@ -5,6 +5,7 @@ holds the model (`save_pretrained`, code included), its image processor, a model
 curves and a confusion matrix; checkpoints go to `checkpoint-<step>` inside it.
 """
 
+import dataclasses
 import gc
 import json
 import logging
@@ -33,9 +34,11 @@ from .checkpoint_state import (
 )
 from .checkpointing import finalize_checkpoint, read_state, temporary_checkpoint_dir
 from .data_pipeline import build_data_pipeline, get_data
+from .freezing import fine_tuning_method, freeze, train_mode
 from .look_inside import draw_look_inside
+from .lora import apply_lora, merged_copy, trainable_parameters
 from .metrics import ClassificationMetrics
-from .model_loading import load_model_for_finetuning, model_source
+from .model_loading import load_model_for_finetuning, model_source, resolve_attn_implementation
 from .optimization import create_optimizer, create_scheduler
 from .output_dir import check_output_dir, check_output_dir_shared
 from .outputs import write_outputs
@@ -85,14 +88,20 @@ class FineTuning:
             return  # `latest` on a finished run: nothing to load or train
         set_seed(args.seed)  # the same on every process: a new model or head starts identical everywhere
         self.data = get_data(data_args, args.seed)
-        model, source_processor, self.base_model = load_model_for_finetuning(model_args, self.data.id2label)
+        attention = resolve_attn_implementation(
+            model_args.attn_implementation, self.accelerator.device, self.accelerator.mixed_precision
+        )
+        model, source_processor, self.base_model = load_model_for_finetuning(
+            dataclasses.replace(model_args, attn_implementation=attention), self.data.id2label
+        )
         # From here on each process draws its own stochastic depth, MixUp and device-side augmentation.
         set_seed(args.seed, device_specific=True)
         self.image_size = model.config.image_size
         model.set_drop_path_rate(model_args.drop_path_rate)
         if args.gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-        self._log_model_and_data(model)
+            model.activation_checkpointing_enable()
+        model = self._choose_trainable_parameters(model)
+        self._log_model_and_data(model, attention)
         pipeline = build_data_pipeline(
             self.data, source_processor, self.image_size, data_args, args, self.accelerator.device
         )
@@ -112,6 +121,8 @@ class FineTuning:
             raise ValueError("With FSDP use --final_weights last (best-weight reloading needs a full state dict).")
         if accelerator.distributed_type == DistributedType.FSDP and args.ema_decay is not None:
             raise ValueError("--ema_decay is not supported with FSDP (the average would need the full weights).")
+        if accelerator.distributed_type == DistributedType.FSDP and self.model_args.peft is not None:
+            raise ValueError("--peft is not supported with FSDP here; LoRA runs on one device or with DDP.")
         self.repo_id = check_hub_access_once(accelerator, args.hub_model_id) if args.push_to_hub else None
         self.checkpoint_uploads = None
         if self.repo_id and args.hub_push_checkpoints and accelerator.is_main_process:
@@ -138,13 +149,27 @@ class FineTuning:
             raise outcome
         return outcome
 
-    def _log_model_and_data(self, model) -> None:
+    def _choose_trainable_parameters(self, model):
+        """Full fine-tuning, or part of the model: a PEFT LoRA model, or frozen modules (kept in eval mode)."""
+        model_args = self.model_args
+        self.frozen = freeze(model, model_args.freeze == "backbone", model_args.trainable_blocks)
+        if model_args.peft == "lora":
+            model = apply_lora(
+                model, model_args.lora_r, model_args.lora_alpha, model_args.lora_dropout, model_args.lora_mlp
+            )
+        self.trainable, self.total_parameters = trainable_parameters(model)
+        return model
+
+    def _log_model_and_data(self, model, attention: str) -> None:
         data = self.data
         logger.info(
-            "%s: %.1fM parameters at %s px; %d train / %d validation / %s test examples, %d classes",
+            "%s: %.1fM parameters (%.2fM trained) at %s px, %s attention; %d train / %d validation / %s test "
+            "examples, %d classes",
             self.model_args.model,
-            sum(p.numel() for p in model.parameters()) / 1e6,
+            self.total_parameters / 1e6,
+            self.trainable / 1e6,
             self.image_size,
+            attention,
             len(data.train),
             len(data.validation),
             len(data.test) if data.test is not None else "no",
@@ -208,6 +233,8 @@ class FineTuning:
             "mixed_precision": self.accelerator.mixed_precision,
             "num_processes": processes,
             "seed": args.seed,
+            "fine_tuning": fine_tuning_method(self.model_args),
+            "trainable_parameters": self.trainable,
         }
 
     @property
@@ -329,7 +356,7 @@ class FineTuning:
                 loader = self.train_loader
                 if epoch == start_epoch and skip:
                     loader = self.accelerator.skip_first_batches(self.train_loader, skip)
-                self.model.train()
+                train_mode(self.model, self.frozen)
                 for batch in loader:
                     if not self.training_step(batch):
                         continue  # accumulating: no optimizer step yet
@@ -378,7 +405,7 @@ class FineTuning:
         pause = time.perf_counter()
         if last_step or is_due(self.global_step, end_of_epoch, args.eval_strategy, args.eval_steps):
             self.validate()
-            self.model.train()
+            train_mode(self.model, self.frozen)
         stop_now = stop.requested(accelerator, logging_step)
         save_due = last_step or is_due(self.global_step, end_of_epoch, args.save_strategy, args.save_steps)
         if stop_now or (args.save_strategy != "no" and save_due):
@@ -449,9 +476,9 @@ class FineTuning:
             raise
         return {**results, **{f"test_{k}": v for k, v in test.compute().items()}}, (test.confusion, "test")
 
-    def write_outputs(self, model, state_dict: dict | None, results: dict, confusion) -> None:
+    def write_outputs(self, model, state_dict: dict | None, results: dict, confusion, adapter=None) -> None:
         """The output folder; with `state_dict` None the model is already there and only results, log, pictures
-        and card are written."""
+        and card are written. A PEFT `adapter` is saved to its `adapter/` folder."""
         data = self.data
         local = Path(data.source).exists() or data.source == "digits"
         card_fields = dict(
@@ -476,6 +503,7 @@ class FineTuning:
             confusion,
             card_fields,
             draw if self.args.look_inside and final else None,
+            adapter=adapter,
         )
 
     def finish(self) -> None:
@@ -513,9 +541,12 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
             run.checkpoint_uploads.wait()
         return 128 + signal.Signals[stopped_by].value
     model, results, confusion = run.final_results()
+    adapter = None
+    if model_args.peft is not None:  # the output folder's model is the merged one; the adapter goes beside it
+        adapter, model = model, merged_copy(model)
     state_dict = run.accelerator.get_state_dict(model)  # a collective under FSDP: every process takes part
     if is_main:  # before the test split is read: a broken test image must not cost the trained model
-        run.write_outputs(model, state_dict, results, confusion)
+        run.write_outputs(model, state_dict, results, confusion, adapter)
     if run.test_loader is not None:
         results, confusion = run.test_results(model, results, confusion)
         if is_main:

@@ -70,6 +70,14 @@ def model_source(model_args: ModelArguments) -> ModelSource:
     )
 
 
+def resolve_attn_implementation(requested: str, device: torch.device, mixed_precision: str) -> str:
+    """`--attn_implementation auto`: `sdpa_cpu_bf16` for bf16 on the CPU (two matmuls, faster there than torch's
+    fused kernel), `sdpa` elsewhere; any other value as given."""
+    if requested != "auto":
+        return requested
+    return "sdpa_cpu_bf16" if device.type == "cpu" and mixed_precision == "bf16" else "sdpa"
+
+
 def load_model_for_finetuning(model_args: ModelArguments, id2label: dict[int, str]):
     """(model, image_processor, base_model) for `--model`, with a fresh head of len(id2label) outputs unless the
     loaded head already has exactly these labels. The processor is the source's (its normalisation and resize

@@ -16,6 +16,7 @@ from ..hub.model_card import build_model_card
 from .plots import plot_confusion_matrix, plot_training_curves
 
 logger = logging.getLogger(__name__)
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter, beside the merged model
 STAGING = ".final-tmp"  # hidden: removed at the next start if a run dies while writing
 
 
@@ -30,11 +31,13 @@ def write_outputs(
     confusion: tuple[torch.Tensor, str],
     card_fields: dict,
     draw_pictures: Callable[[Path], list[str]] | None = None,
+    adapter: PreTrainedModel | None = None,
 ) -> None:
     """Main process only; `state_dict` is the full one (under FSDP gathered from every process), or None when the
     model and processor are already in `output_dir` and only results, log, pictures and card change. `card_fields`
     are `build_model_card`'s arguments other than the results and pictures. `draw_pictures(folder)` writes more
-    pictures for the card and returns their file names."""
+    pictures for the card and returns their file names. A PEFT `adapter` (the model before merging) is saved in
+    PEFT's format to `adapter/`."""
     model.config.id2label, model.config.label2id = data.id2label, data.label2id
     tmp = output_dir / STAGING
     shutil.rmtree(tmp, ignore_errors=True)  # left by a run killed while writing
@@ -42,6 +45,8 @@ def write_outputs(
     if state_dict is not None:
         model.save_pretrained(tmp, state_dict=state_dict)
         processor.save_pretrained(tmp)
+        if adapter is not None:
+            adapter.save_pretrained(tmp / ADAPTER_DIR)
     write_json_atomic(tmp / "all_results.json", results)
     write_json_atomic(tmp / "log_history.json", log_history)
     plot_training_curves(log_history, tmp / "training_curves.png")
@@ -57,5 +62,7 @@ def write_outputs(
     card = build_model_card(results=results, pictures=pictures, **card_fields)
     card.save(tmp / "README.md")
     for path in sorted(tmp.iterdir()):
+        if path.is_dir():  # a folder replaces only an empty one: the previous run's goes first
+            shutil.rmtree(output_dir / path.name, ignore_errors=True)
         path.replace(output_dir / path.name)
     tmp.rmdir()
