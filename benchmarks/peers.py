@@ -72,7 +72,11 @@ def vit_hf_key(timm_key: str) -> str:
 
 
 def vit_hf_from_timm(timm_model: nn.Module, spec: ModelSpec) -> ViTHFForImageClassification:
-    model = ViTHFForImageClassification(ViTHFConfig.from_preset(spec.preset, num_labels=timm_model.num_classes))
+    # The attention the recipe selects on its own: torch's sdpa, but two matmuls for bf16 on the CPU.
+    config = ViTHFConfig.from_preset(
+        spec.preset, num_labels=timm_model.num_classes, attn_implementation="sdpa_cpu_bf16"
+    )
+    model = ViTHFForImageClassification(config)
     state = {vit_hf_key(key): value for key, value in timm_model.state_dict().items()}
     model.load_state_dict(state, strict=True)
     return model
