@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
 from vit_hf import ViTHFConfig, ViTHFForImageClassification, from_timm
+from vit_hf.timm.architecture import config_from_timm
 from vit_hf.timm.weights import to_timm_checkpoint
 
 TINY = dict(depth=2, embed_dim=64, num_heads=2)
@@ -209,3 +210,26 @@ def test_resnet_d_hybrid_converts_exactly_and_back(tmp_path, name):
     rebuilt = timm.create_model(name, **timm_kwargs).eval()
     rebuilt.load_state_dict(load_file(tmp_path / "model.safetensors"), strict=True)
     assert _logits_difference(rebuilt, model, 64) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "preset, timm_name",
+    [
+        ("eva02_small_patch14_336", "eva02_small_patch14_336"),
+        ("eva02_base_patch14_448", "eva02_base_patch14_448"),
+        ("eva02_large_patch14_448", "eva02_large_patch14_448"),
+        ("dinov3_small_patch16_256", "vit_small_patch16_dinov3"),
+        ("dinov3_base_patch16_256", "vit_base_patch16_dinov3"),
+        ("dinov3_large_patch16_256", "vit_large_patch16_dinov3"),
+    ],
+)
+def test_family_presets_are_timm_architectures(preset, timm_name):
+    """Each EVA-02 / DINOv3 preset is the architecture from_timm reads off timm's model of that name."""
+    with torch.device("meta"):
+        timm_model = timm.create_model(timm_name, pretrained=False, num_classes=0)
+    expected = config_from_timm(timm_model, num_labels=0).to_dict()
+    found = ViTHFConfig.from_preset(preset, num_labels=0).to_dict()
+    ignored = ("id2label", "label2id")
+    assert {k: v for k, v in found.items() if k not in ignored} == {
+        k: v for k, v in expected.items() if k not in ignored
+    }

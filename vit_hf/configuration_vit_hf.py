@@ -86,6 +86,50 @@ SEED_VIT = dict(
 )
 
 
+# EVA-02 (timm's eva02_*_patch14_*: MIM-pretrained on IN-22k) and DINOv3 (vit_*_patch16_dinov3: self-supervised
+# on LVD-1689M) as timm builds them, each with the input sizes its checkpoints use. `from_timm` reads the same
+# values off timm's models; a test checks the two agree.
+EVA02 = dict(
+    patch_size=14,
+    hidden_act="silu",
+    key_bias=False,
+    rope_type="axial",
+    rope_ref_grid=[16, 16],
+    pooling="mean",
+    fc_norm=True,
+)
+DINOV3 = dict(
+    patch_size=16,
+    qkv_bias=False,
+    layer_norm_eps=1e-5,
+    layer_scale_init_value=1e-5,
+    num_register_tokens=4,
+    use_pos_embed=False,
+    rope_type="dinov3",
+    rope_temperature=100.0,
+    rope_rotate_half=True,
+    pooling="mean",
+    fc_norm=False,
+)
+FAMILY_PRESETS = {
+    "eva02_small_patch14": (
+        {**EVA02, **MODEL_SIZES["small"], "intermediate_size": 1024, "mlp_type": "swiglu_packed"},
+        (224, 336),
+    ),
+    "eva02_base_patch14": (
+        {**EVA02, **MODEL_SIZES["base"], "intermediate_size": 2048, "mlp_type": "swiglu", "scale_mlp_norm": True},
+        (224, 448),
+    ),
+    "eva02_large_patch14": (
+        {**EVA02, **MODEL_SIZES["large"], "intermediate_size": 2730, "mlp_type": "swiglu", "scale_mlp_norm": True},
+        (224, 448),
+    ),
+    "dinov3_small_patch16": ({**DINOV3, **MODEL_SIZES["small"]}, (224, 256)),
+    "dinov3_base_patch16": ({**DINOV3, **MODEL_SIZES["base"]}, (224, 256)),
+    "dinov3_large_patch16": ({**DINOV3, **MODEL_SIZES["large"]}, (224, 256)),
+}
+
+
 def list_presets() -> list[str]:
     """Names accepted by `ViTHFConfig.from_preset`, e.g. `base_patch16_384` or `base_r50_s16_384`."""
     plain = [
@@ -95,7 +139,8 @@ def list_presets() -> list[str]:
         for image in (224, HIGH_RES_FOR_PATCH[patch])
     ]
     hybrid = [f"{name}_{image}" for name in HYBRID_PRESETS for image in PRESET_IMAGE_SIZES]
-    return plain + hybrid + ["seed_vit"]
+    family = [f"{name}_{image}" for name, (_, images) in FAMILY_PRESETS.items() for image in images]
+    return plain + hybrid + family + ["seed_vit"]
 
 
 def to_2tuple(size) -> tuple[int, int]:
@@ -347,8 +392,10 @@ class ViTHFConfig(PreTrainedConfig):
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "ViTHFConfig":
         """A named architecture: `{tiny,small,base,large,huge}_patch{8,16,32}_{224,384}`, `..._patch14_{224,392}`,
-        a hybrid such as `base_r50_s16_384`, or `seed_vit` (the seed article's post-norm, mean-pooled ViT at 32 px)
-        (see `list_presets()`). Keyword arguments override preset values."""
+        a hybrid such as `base_r50_s16_384`, EVA-02 (`eva02_{small,base,large}_patch14_224`, ..._336 / _448) and
+        DINOv3 (`dinov3_{small,base,large}_patch16_{224,256}`) as timm builds them, or `seed_vit` (the seed
+        article's post-norm, mean-pooled ViT at 32 px) (see `list_presets()`). Keyword arguments override preset
+        values."""
         match = re.fullmatch(r"(tiny|small|base|large|huge)_patch(\d+)_(\d+)", name)
         if name == "seed_vit":
             values = dict(SEED_VIT)
@@ -362,6 +409,8 @@ class ViTHFConfig(PreTrainedConfig):
             and int(match[2]) in PRESET_IMAGE_SIZES
         ):
             values = dict(HYBRID_PRESETS[match[1]], image_size=int(match[2]))
+        elif match and match[1] in FAMILY_PRESETS and int(match[2]) in FAMILY_PRESETS[match[1]][1]:
+            values = dict(FAMILY_PRESETS[match[1]][0], image_size=int(match[2]))
         else:
             close = difflib.get_close_matches(name, list_presets(), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
