@@ -5,7 +5,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "vit_hf"
-MODEL_FILES = {"configuration_vit_hf", "modeling_vit_hf", "resnetv2_vit_hf", "image_processing_vit_hf"}
+MODEL_FILES = {
+    "configuration_vit_hf",
+    "modeling_vit_hf",
+    "layers_vit_hf",
+    "resnetv2_vit_hf",
+    "resnet_d_vit_hf",
+    "image_processing_vit_hf",
+}
 # What each part may import from vit_hf (besides itself). The model files are "model".
 ALLOWED = {
     "model": {"model"},

@@ -11,7 +11,7 @@ OptimizerName = Literal["sgd", "adamw"]
 SchedulerName = Literal["cosine", "linear", "constant"]
 OPTIMIZERS, SCHEDULES = get_args(OptimizerName), get_args(SchedulerName)
 # Parameters that never get weight decay besides biases and norm weights (as timm's `no_weight_decay`).
-NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token")
+NO_DECAY_NAMES = ("pos_embed", "cls_token", "reg_token", "dist_token", "freqs")  # freqs: learned rotary frequencies
 
 
 def layer_id(name: str, num_layers: int) -> int:
@@ -20,7 +20,7 @@ def layer_id(name: str, num_layers: int) -> int:
     match = re.search(r"(?:^|\.)blocks\.(\d+)\.", name)
     if match:
         return int(match[1]) + 1
-    if re.search(r"(?:^|\.)(patch_embed|pos_embed|cls_token|reg_token|norm_pre)(\.|$)", name):
+    if re.search(r"(?:^|\.)(patch_embed|pos_embed|cls_token|reg_token|dist_token|rope|norm_pre)(\.|$)", name):
         return 0
     return num_layers + 1
 
