@@ -13,7 +13,6 @@ lists every flag. The run itself lives in `vit_hf.training.loop`:
     .write_outputs()     model + code, image processor, model card, results, pictures
 """
 
-import logging
 import sys
 
 from vit_hf.training.arguments import ArgumentError, parse_arguments
@@ -26,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"finetune.py: error: {error}", file=sys.stderr)
         return 2
     # The run's modules (accelerate, datasets, timm) load only once the arguments are known to be good.
+    from vit_hf.training.console import configure_logging
     from vit_hf.training.loop import training_function
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    configure_logging()
     try:
         return training_function(model_args, data_args, training_args)
     except ArgumentError as error:  # e.g. a --model that names no preset, timm model or folder

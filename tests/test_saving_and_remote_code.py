@@ -121,6 +121,17 @@ def test_pipeline_on_a_saved_folder(saved_model):
     assert abs(sum(p["score"] for p in classify(image, top_k=5)) - 1.0) < 1e-4
 
 
+def test_pipeline_as_the_readme_writes_it_never_asks_to_run_the_folders_code(saved_model, monkeypatch):
+    """transformers guesses a remote video processor from the image processor's auto_map; with vit_hf imported the
+    answer is local (there is none), so it must not prompt "[y/N]" (and wait 15 s) for the folder's code."""
+    _, folder = saved_model
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda *args: prompts.append(args) or "n")
+    monkeypatch.setattr("transformers.dynamic_module_utils.TIME_OUT_REMOTE_CODE", 15)
+    classify = pipeline("image-classification", model=str(folder))
+    assert prompts == [] and classify.model.__class__ is ViTHFForImageClassification
+
+
 def test_image_processor_matches_model_size_and_normalisation(saved_model):
     _, folder = saved_model
     from transformers import AutoImageProcessor

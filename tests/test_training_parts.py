@@ -2,6 +2,7 @@
 checkpoint folders, the model card and the Hub upload boundary."""
 
 import json
+import logging
 import os
 from unittest import mock
 
@@ -14,8 +15,12 @@ from tests.conftest import tiny_config
 from vit_hf import ViTHFForImageClassification, list_presets
 from vit_hf.hub.model_card import build_model_card
 from vit_hf.hub.upload import HubPushError, check_hub_access, files_to_push, push_folder, upload_or_explain
-from vit_hf.training.arguments import ArgumentError, RecipeParser, known_flags, parse_arguments
+from vit_hf.training import console, plots
+from vit_hf.training.arguments import ArgumentError, ModelArguments, RecipeParser, known_flags, parse_arguments
+from vit_hf.training.console import step_flops
+from vit_hf.training.launch import check_process_count
 from vit_hf.training.metrics import ClassificationMetrics
+from vit_hf.training.model_loading import describe_architecture, load_model_for_finetuning
 from vit_hf.training.optimization import create_optimizer, create_scheduler, layer_id, parameter_groups
 
 # --- arguments -------------------------------------------------------------------------------------------------
@@ -256,6 +261,39 @@ def test_model_card_has_model_index_results(tmp_path):
     assert "| test | 0.9012 |" in text and "learning_rate | 0.03" in text and "me/vit-cifar10" in text
 
 
+def test_model_card_of_a_model_trained_from_scratch_says_so_and_names_its_shape(tmp_path):
+    overrides = '{"backbone_depths": [1], "patch_size": 1, "hidden_size": 48, "num_hidden_layers": 1}'
+    model_args = ModelArguments(model="tiny_patch16_224", image_size=16, model_overrides=overrides)
+    model, _, _ = load_model_for_finetuning(model_args, {0: "a", 1: "b"})
+    architecture = describe_architecture(model, model_args)
+    assert architecture.startswith(f"the `tiny_patch16_224` preset with `{overrides}`")
+    assert "hybrid ResNetV2 + ViT" in architecture and "M parameters" in architecture
+    card = build_model_card(
+        model_name="quickstart",
+        base_model=None,
+        dataset_id=None,
+        dataset_name="digits",
+        results={"eval_accuracy": 0.9},
+        hyperparameters={},
+        image_size=16,
+        pictures=[],
+        architecture=architecture,
+    )
+    text = str(card)
+    assert f"A Vision Transformer trained from scratch ({architecture})" in text and "fine-tuned" not in text
+
+
+def test_pictures_say_what_they_show(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda figure, path: figures.append(figure))
+    history = [{"step": 1, "loss": 1.0}, {"step": 2, "eval_loss": 0.5, "eval_accuracy": 0.99, "eval_top5_accuracy": 1}]
+    plots.plot_training_curves(history, tmp_path / "curves.png")
+    plots.plot_confusion_matrix(torch.eye(2, dtype=torch.long), ["a", "b"], tmp_path / "cm.png", "Test")
+    lines = {line.get_label(): line for line in figures[0].axes[1].lines}
+    assert lines["top-1"].get_zorder() > lines["top-5"].get_zorder()  # top-1 drawn over top-5 where they meet near 1.0
+    assert "row-normalised" in figures[1].axes[0].get_title()
+
+
 def test_files_to_push_leave_training_state_behind(tmp_path):
     for name in [
         "model.safetensors",
@@ -314,3 +352,44 @@ def test_failed_final_upload_keeps_the_folder_and_says_how_to_upload(tmp_path, c
             assert upload_or_explain(tmp_path, "me/model", commit_message="End of training") is False
     assert (tmp_path / "model.safetensors").exists()
     assert f"hf upload me/model {tmp_path}" in caplog.text and "network is unreachable" in caplog.text
+
+
+# --- launch and console ----------------------------------------------------------------------------------------
+
+
+def test_a_launch_whose_processes_did_not_join_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    with pytest.raises(ValueError, match="started 2 processes .* accelerate runs 1.*ACCELERATE_USE_CPU=1"):
+        check_process_count(1)
+    check_process_count(2)
+    monkeypatch.delenv("WORLD_SIZE")
+    check_process_count(1)
+
+
+def test_step_flops_count_the_forward_pass_three_times_per_example_at_least():
+    model = ViTHFForImageClassification(tiny_config())
+    pixels = torch.zeros(1, 3, 32, 32)
+    with torch.utils.flop_counter.FlopCounterMode(display=False) as counter:
+        model(pixel_values=pixels)
+    # The meta-device count includes the attention products, which the CPU's fused sdpa kernel hides from the counter.
+    assert step_flops(model, 8, 32) == 8 * step_flops(model, 1, 32) > 3 * 8 * counter.get_total_flops() > 0
+
+
+def test_a_step_far_too_big_for_the_device_is_warned_about_with_an_eta(monkeypatch, caplog):
+    model = ViTHFForImageClassification(tiny_config())
+    monkeypatch.setattr(console, "device_flops_per_second", lambda device: 1e6)  # a very slow device
+    with caplog.at_level(logging.INFO, logger="vit_hf.finetune"):
+        seconds = console.estimate_run_time(model, 64, 32, 100, "cpu")
+    assert seconds > console.SLOW_STEP_SECONDS
+    assert "very slow: lower --image_size" in caplog.text and "for 100 steps" in caplog.text
+
+
+def test_summary_table_names_the_splits_time_and_folder():
+    results = {"step": 30, "train_runtime": 65.0, "train_runtime_total": 125.0}
+    for prefix in ("eval_", "test_"):
+        results.update({f"{prefix}accuracy": 0.96389, f"{prefix}top5_accuracy": 1.0, f"{prefix}loss": 0.12})
+        results[f"{prefix}num_examples"] = 360
+    table = console.summary_table(results, "outputs/quickstart")
+    assert "test            0.9639    1.0000    0.1200       360" in table
+    assert "30 steps in 2m 05s (1m 05s this run)" in table and "outputs/quickstart" in table

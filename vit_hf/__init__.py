@@ -1,6 +1,6 @@
 """vit_hf: Vision Transformers (plain and hybrid) for the Hugging Face stack, with exact timm weights."""
 
-from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification, AutoVideoProcessor
 
 from .configuration_vit_hf import ViTHFConfig, list_presets
 from .image_processing_vit_hf import ViTHFImageProcessor
@@ -26,6 +26,10 @@ AutoImageProcessor.register(
     exist_ok=True,
 )
 ViTHFImageProcessor.register_for_auto_class("AutoImageProcessor")
+# No video processor. Said locally because every pipeline also tries one, and transformers guesses a remote
+# `ViTHFVideoProcessor` from the image processor's auto_map: `pipeline("image-classification", model=folder)` would
+# then ask whether to run the folder's code ("[y/N]", waiting 15 s) although vit_hf is imported.
+AutoVideoProcessor.register(ViTHFConfig, video_processor_classes={}, exist_ok=True)
 
 __all__ = [
     "UnsupportedTimmModelError",

@@ -38,10 +38,12 @@ def build_model_card(
     image_size: int,
     pictures: list[str],
     repo_id: str | None = None,
+    architecture: str | None = None,
 ) -> ModelCard:
     """`results` uses the recipe's keys (`eval_accuracy`, `test_top5_accuracy`, ...); the test split's metrics go
     into the model-index when present, the validation split's otherwise. `dataset_id` is the dataset's Hub id
-    (None for local data, which the Hub cannot link to)."""
+    (None for local data, which the Hub cannot link to). `architecture` describes the network in a few words (the
+    preset and its overrides, the parameter count)."""
     split = "test" if "test_accuracy" in results else "eval"
     eval_results = [
         EvalResult(
@@ -68,9 +70,13 @@ def build_model_card(
     )
     load_id = repo_id or "path/to/this/folder"
     hyperparameter_rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(hyperparameters.items()))
-    origin = f"starting from `{base_model}`" if base_model else "trained from scratch"
-    body = f"""A Vision Transformer fine-tuned for image classification on **{dataset_name}** at
-{image_size}x{image_size} with `vit_hf`, {origin}.
+    if base_model:
+        origin = f"A Vision Transformer fine-tuned from `{base_model}`"
+    else:
+        origin = "A Vision Transformer trained from scratch"
+    described = f" ({architecture})" if architecture else ""
+    body = f"""{origin}{described} for image classification on **{dataset_name}** at {image_size}x{image_size}
+with `vit_hf`.
 
 ## Results
 

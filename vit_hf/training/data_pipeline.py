@@ -113,7 +113,8 @@ def build_data_pipeline(
     if on_device:
         train_transform = DeviceTransform(image_size, normalization, augmentation, train=True).to(device)
         eval_transform = DeviceTransform(image_size, normalization, augmentation, train=False).to(device)
-    logger.info("transforms run on %s", "the device, from uint8 batches" if on_device else "the CPU, per image")
+    where = f"batched on {torch.device(device).type.upper()}, from uint8 batches" if on_device else "per image"
+    logger.info("transforms run %s", where)
     mixup = None
     if data_args.mixup_alpha > 0 or data_args.cutmix_alpha > 0:
         mixup = MixupCutmix(

@@ -7,7 +7,6 @@ curves and a confusion matrix; checkpoints go to `checkpoint-<step>` inside it.
 
 import dataclasses
 import gc
-import json
 import logging
 import math
 import signal
@@ -21,6 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedType, broadcast_object_list, set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from ..files import snapshot
 from ..hub.upload import CheckpointUploads, HubPushError, check_hub_access, upload_or_explain
@@ -33,12 +33,14 @@ from .checkpoint_state import (
     save_shared_state,
 )
 from .checkpointing import finalize_checkpoint, read_state, temporary_checkpoint_dir
+from .console import estimate_run_time, summary_table
 from .data_pipeline import build_data_pipeline, get_data
 from .freezing import fine_tuning_method, freeze, train_mode
+from .launch import check_process_count
 from .look_inside import draw_look_inside
 from .lora import apply_lora, merged_copy, trainable_parameters
 from .metrics import ClassificationMetrics
-from .model_loading import load_model_for_finetuning, model_source, resolve_attn_implementation
+from .model_loading import describe_architecture, load_model_for_finetuning, model_source, resolve_attn_implementation
 from .optimization import create_optimizer, create_scheduler
 from .output_dir import check_output_dir, check_output_dir_shared
 from .outputs import write_outputs
@@ -79,6 +81,7 @@ class FineTuning:
             project_dir=args.output_dir,
             cpu=args.use_cpu,
         )
+        check_process_count(self.accelerator.num_processes)
         if not self.accelerator.is_main_process:
             logger.setLevel(logging.WARNING)
         stop_with_launcher()
@@ -109,6 +112,7 @@ class FineTuning:
         self.train_transform, self.eval_transform = pipeline.train_transform, pipeline.eval_transform
         self._prepare_training(model, pipeline)
         self.global_step, self.log_history, self.best = 0, [], {"accuracy": -1.0, "step": None}
+        self.earlier_train_seconds = 0.0  # training time of the runs this one resumes
         if self.accelerator.log_with:
             config = {k: v for k, v in self.hyperparameters().items() if v is not None}
             self.accelerator.init_trackers("vit_hf", config=config)
@@ -164,7 +168,7 @@ class FineTuning:
         data = self.data
         logger.info(
             "%s: %.1fM parameters (%.2fM trained) at %s px, %s attention; %d train / %d validation / %s test "
-            "examples, %d classes",
+            "examples, %d classes; writing to %s",
             self.model_args.model,
             self.total_parameters / 1e6,
             self.trainable / 1e6,
@@ -174,6 +178,7 @@ class FineTuning:
             len(data.validation),
             len(data.test) if data.test is not None else "no",
             data.num_labels,
+            self.output_dir,
         )
 
     def _prepare_training(self, model, pipeline) -> None:
@@ -214,6 +219,7 @@ class FineTuning:
         processes = self.accelerator.num_processes
         return {
             "model": self.model_args.model,
+            "model_overrides": self.model_args.model_overrides,
             "image_size": self.image_size,
             "dataset": data_args.dataset,
             "optimizer": args.optimizer,
@@ -261,6 +267,7 @@ class FineTuning:
         accelerator.wait_for_everyone()
         state = read_state(checkpoint)
         self.global_step, self.log_history, self.best = state["step"], state["log_history"], state["best"]
+        self.earlier_train_seconds = state.get("train_seconds", 0.0)
         logger.info("resumed from %s at step %d", checkpoint, self.global_step)
 
     def evaluate(self, model, loader) -> ClassificationMetrics:
@@ -298,6 +305,7 @@ class FineTuning:
                 "log_history": self.log_history,
                 "best": self.best,
                 "run_id": self.claim.run_id,
+                "train_seconds": self.earlier_train_seconds + time.perf_counter() - self.train_start,
             }
             path = finalize_checkpoint(self.output_dir, self.global_step, state, self.args.save_total_limit)
             logger.info("saved %s", path)
@@ -349,8 +357,9 @@ class FineTuning:
             disable=not self.accelerator.is_local_main_process,
         )
         self.loss_sum, self.loss_count = torch.zeros((), device=self.accelerator.device), 0
-        start = time.perf_counter()  # evaluation and checkpoints go to pause_seconds, out of the training throughput
-        with StopRequest() as stop:
+        # evaluation and checkpoints go to pause_seconds, out of the training throughput
+        start = self.train_start = time.perf_counter()
+        with StopRequest() as stop, logging_redirect_tqdm():  # log lines printed above the bar, not onto it
             for epoch in range(start_epoch, math.ceil(self.total_steps / self.steps_per_epoch)):
                 self.train_loader.set_epoch(epoch)
                 loader = self.train_loader
@@ -452,6 +461,7 @@ class FineTuning:
             training = self.train_runtime - self.pause_seconds  # training itself, without evaluations and checkpoints
             results.update(
                 train_runtime=self.train_runtime,
+                train_runtime_total=self.earlier_train_seconds + self.train_runtime,
                 train_evaluation_and_checkpoint_seconds=self.pause_seconds,
                 train_steps_per_second=self.steps_this_run / training,
                 train_samples_per_second=self.steps_this_run * batch / training,
@@ -489,6 +499,7 @@ class FineTuning:
             hyperparameters=self.hyperparameters(),
             image_size=self.image_size,
             repo_id=self.repo_id,
+            architecture=describe_architecture(model, self.model_args),
         )
         final = state_dict is None or self.test_loader is None  # the last write: after the test evaluation
         draw = partial(draw_look_inside, model, data, self.eval_transform, self.processor)
@@ -529,6 +540,10 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
         return 0
     is_main = run.accelerator.is_main_process
     run.resume()
+    if is_main and run.global_step < run.total_steps:
+        batch = args.per_device_train_batch_size * args.gradient_accumulation_steps
+        model = run.accelerator.unwrap_model(run.model)
+        estimate_run_time(model, batch, run.image_size, run.total_steps - run.global_step, run.accelerator.device)
     stopped_by = run.train()
     if stopped_by:
         logger.warning(
@@ -551,7 +566,7 @@ def training_function(model_args: ModelArguments, data_args: DataArguments, args
         results, confusion = run.test_results(model, results, confusion)
         if is_main:
             run.write_outputs(model, None, results, confusion)
-    logger.info("final results: %s", json.dumps(results, indent=1))
+    logger.info("final results:\n%s", summary_table(results, run.output_dir))
     run.accelerator.log({f"final/{k}": v for k, v in results.items() if isinstance(v, (int, float))}, run.global_step)
     run.finish()
     # Uploads run after the processes have parted, so none waits in a collective (and times out) meanwhile.

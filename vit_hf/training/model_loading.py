@@ -188,3 +188,13 @@ def has_image_processor(name: str) -> bool:
             return False
         raise
     return True
+
+
+def describe_architecture(model: torch.nn.Module, model_args: ModelArguments) -> str:
+    """A few words for the model card: what --model named, reshaped how, and the result's kind and size."""
+    config = model.config
+    kind = "hybrid ResNetV2 + ViT" if config.backbone_depths else "ViT"
+    size = f"{kind}, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters"
+    if model_args.model_overrides:
+        return f"the `{model_args.model}` preset with `{model_args.model_overrides}`: a {size}"
+    return f"`{model_args.model}`: a {size}"

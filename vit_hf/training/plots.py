@@ -26,8 +26,11 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> None:
         loss_axis.plot([e["step"] for e in train], [e["loss"] for e in train], label="train loss")
     if evals:
         loss_axis.plot([e["step"] for e in evals], [e["eval_loss"] for e in evals], "o-", label="validation loss")
-        accuracy_axis.plot([e["step"] for e in evals], [e["eval_accuracy"] for e in evals], "o-", label="top-1")
-        accuracy_axis.plot([e["step"] for e in evals], [e["eval_top5_accuracy"] for e in evals], "s--", label="top-5")
+        steps = [e["step"] for e in evals]
+        # Top-5 light and dashed under top-1: near 1.0 the two meet, and top-1 must stay visible on top.
+        top5 = [e["eval_top5_accuracy"] for e in evals]
+        accuracy_axis.plot(steps, top5, "--", color="tab:gray", marker=".", label="top-5", zorder=2)
+        accuracy_axis.plot(steps, [e["eval_accuracy"] for e in evals], "o-", color="tab:blue", label="top-1", zorder=3)
     loss_axis.set(xlabel="optimizer step", ylabel="loss", title="Loss")
     accuracy_axis.set(xlabel="optimizer step", ylabel="accuracy", title="Validation accuracy", ylim=(0, 1.01))
     for axis in (loss_axis, accuracy_axis):
@@ -43,7 +46,7 @@ def plot_confusion_matrix(confusion: torch.Tensor, labels: list[str], path: str 
     size = max(5.0, 0.45 * len(labels) + 2)
     figure, axis = plt.subplots(figsize=(size, size))
     image = axis.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
-    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04)
+    figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label="fraction of the true class")
     if len(labels) <= 30:  # beyond that, names are unreadable
         axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
         axis.set_yticks(range(len(labels)), labels)
@@ -51,5 +54,5 @@ def plot_confusion_matrix(confusion: torch.Tensor, labels: list[str], path: str 
             for j in range(len(labels)):
                 color = "white" if rates[i, j] > 0.5 else "black"
                 axis.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color)
-    axis.set(xlabel="predicted", ylabel="true", title=title)
+    axis.set(xlabel="predicted", ylabel="true", title=f"{title}\nrow-normalised: each true class sums to 1")
     _save(figure, Path(path))
