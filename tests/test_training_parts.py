@@ -393,3 +393,11 @@ def test_summary_table_names_the_splits_time_and_folder():
     table = console.summary_table(results, "outputs/quickstart")
     assert "test            0.9639    1.0000    0.1200       360" in table
     assert "30 steps in 2m 05s (1m 05s this run)" in table and "outputs/quickstart" in table
+
+
+def test_the_step_time_estimate_leaves_the_random_streams_alone():
+    """It runs after a resume has restored the generators: drawing from them would break the exact continuation."""
+    model = ViTHFForImageClassification(tiny_config())
+    state = torch.random.get_rng_state()
+    console.estimate_run_time(model, 8, 32, 10, "cpu")
+    assert torch.equal(torch.random.get_rng_state(), state)

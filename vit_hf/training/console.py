@@ -41,7 +41,7 @@ def step_flops(model: torch.nn.Module, batch_size: int, image_size: int | tuple[
 
 def device_flops_per_second(device: torch.device) -> float:
     """Measured: a float32 matrix product on `device` (a few milliseconds)."""
-    a = torch.randn(1024, 1024, device=device)
+    a = torch.full((1024, 1024), 1e-3, device=device)  # not random: the run's random streams stay untouched
     (a @ a).sum().item()  # warm-up
     start, repeats = time.perf_counter(), 4
     for _ in range(repeats):
@@ -54,7 +54,9 @@ def estimate_run_time(model: torch.nn.Module, batch_size: int, image_size: int, 
     """Log the estimated seconds per step and the ETA; warn when one step would take more than SLOW_STEP_SECONDS.
     Returns the estimate per step. Training reaches well under the matmul rate, hence the factor 2 (a lower bound
     in practice: the actual time per step is on the progress bar)."""
-    seconds = 2 * step_flops(model, batch_size, image_size) / device_flops_per_second(torch.device(device))
+    with torch.random.fork_rng(devices=[]):  # building the meta copy must not move the CPU generator (exact resume)
+        flops = step_flops(model, batch_size, image_size)
+    seconds = 2 * flops / device_flops_per_second(torch.device(device))
     message = "estimated %.2g s per step on %s: about %s for %d steps"
     if seconds > SLOW_STEP_SECONDS:
         logging.getLogger("vit_hf.finetune").warning(

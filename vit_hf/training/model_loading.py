@@ -2,6 +2,7 @@
 folder / Hub id. Returns the model with a head for the dataset's labels, its image processor, and the name of the
 base model for the model card."""
 
+import dataclasses
 import difflib
 import logging
 from pathlib import Path
@@ -84,6 +85,9 @@ def load_model_for_finetuning(model_args: ModelArguments, id2label: dict[int, st
     kernel; for a folder without one, make_image_processor's defaults and a warning); its size may differ from the
     model's new one."""
     source = model_source(model_args)
+    if model_args.attn_implementation == "auto":  # (the recipe resolves it for its device and precision first)
+        attention = resolve_attn_implementation("auto", torch.device("cpu"), "no")  # float32 weights: sdpa
+        model_args = dataclasses.replace(model_args, attn_implementation=attention)
     if model_args.overrides() and source != "preset":
         raise ValueError(
             "--model_overrides applies to presets trained from scratch; it cannot reshape a pretrained model."
