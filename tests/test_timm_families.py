@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
 from vit_hf import ViTHFConfig, ViTHFForImageClassification, from_timm
 from vit_hf.timm.architecture import config_from_timm
+from vit_hf.timm.convert import max_output_difference
 from vit_hf.timm.weights import to_timm_checkpoint
 
 TINY = dict(depth=2, embed_dim=64, num_heads=2)
@@ -233,3 +234,11 @@ def test_family_presets_are_timm_architectures(preset, timm_name):
     assert {k: v for k, v in found.items() if k not in ignored} == {
         k: v for k, v in expected.items() if k not in ignored
     }
+
+
+def test_convert_cli_check_compares_the_distilled_models_averaged_logits():
+    """The CLI refuses to write a conversion whose outputs differ from timm's; a distilled DeiT's logits average two
+    heads, so comparing one head would have refused every distilled DeiT."""
+    timm_model = random_timm_model("deit_tiny_distilled_patch16_224", **FAMILIES["deit_tiny_distilled_patch16_224"][0])
+    with torch.no_grad():
+        assert max_output_difference(timm_model, from_timm(timm_model), kept_head=True) <= 1e-5
