@@ -170,6 +170,8 @@ def test_resumed_run_equals_uninterrupted_run(cifar, finished_run, tmp_path):
     original = json.loads((finished_run / "all_results.json").read_text())
     again = json.loads((resumed / "all_results.json").read_text())
     assert again["test_accuracy"] == original["test_accuracy"] and again["eval_loss"] == original["eval_loss"]
+    # Training time: this run's part and, in total, with the interrupted run's before it.
+    assert again["train_runtime_total"] > again["train_runtime"] > 0
 
 
 def test_resuming_a_finished_run_trains_no_further(cifar, finished_run, tmp_path):
