@@ -194,3 +194,20 @@ def test_data_throughput_measures_every_pipeline_against_the_example(tmp_path):
     rows = json.loads(output.read_text())["results"]
     assert {row["pipeline"].split(" (")[0] for row in rows} >= {"example", "vit_hf cpu path"}
     assert all(row["images_per_second"] > 0 and row["ratio"] > 0 for row in rows)
+
+
+def test_seed_claims_rows_train_and_summarise_on_real_images(monkeypatch):
+    from benchmarks import seed_claims
+
+    # Two steps per row: the point is that each kind of row runs (a third of the data, a hybrid stem, a resolution
+    # change with resampled position embeddings), not what it reaches.
+    monkeypatch.setattr(seed_claims, "STEPS", 2)
+    monkeypatch.setitem(seed_claims.ROWS, "res48", dict(seed_claims.ROWS["res48"], extra_steps=1))
+    sample = str(REPO / "tests" / "data" / "cifar10-sample")
+    records = [seed_claims.run_one(sample, row, seed=0, threads=1) for row in ("hybrid_third", "res48")]
+    assert records[0]["train_images"] == 170  # a third of each class of 50, rounded: 17 per class
+    assert all(0.0 <= record["test_accuracy"] <= 1.0 and record["train_cpu_s"] > 0 for record in records)
+    records.append(dict(records[1], seed=1, test_accuracy=0.5))
+    table = seed_claims.summary_table(records)
+    assert "| hybrid_third |" in table and "| 2 |" in table  # res48: two seeds, mean of both
+    assert f"| res48 | {50 * (records[1]['test_accuracy'] + 0.5):.1f} (" in table
