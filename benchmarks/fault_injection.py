@@ -292,7 +292,10 @@ def bad_inputs(data: Path, finished: Path, work: Path) -> list[tuple[str, str]]:
         code = run(args, work / "bad.log")
         log = (work / "bad.log").read_text()
         trained = "training:" in log
-        message = next((line for line in reversed(log.splitlines()) if "Error" in line or "complete" in line), "")
+        lines = [line for line in log.splitlines() if line.strip()]
+        message = next(
+            (line for line in reversed(lines) if "rror" in line or "complete" in line), lines[-1] if lines else ""
+        )
         summary = f"exit {code} in {time.monotonic() - began:.0f} s, {'TRAINED' if trained else 'no training'}"
         rows.append((name, f"{summary}: {message.strip()[:90]}"))
     return rows
