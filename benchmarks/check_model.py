@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.model_throughput import write_atomically
 from benchmarks.peers import ModelSpec, exact_float32, get_spec, logits_of, make_timm, vit_hf_from_timm, vit_hf_key
+from vit_hf.files import write_text_atomic
 
 CUDA_MODELS = ["vit_base_patch16_224", "vit_base_r50_s16_384"]
 CPU_MODELS = ["vit_small_patch16_224", "vit_small_r26_s32_224"]
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         status = "PASS" if check.passed else "FAIL"
         print(f"{status}  {check.model:24s} {check.name:46s} {check.value:.3g} (tolerance {check.tolerance:g})")
     if args.output:
-        write_atomically(args.output, json.dumps([asdict(check) for check in checks], indent=2) + "\n")
+        write_text_atomic(args.output, json.dumps([asdict(check) for check in checks], indent=2) + "\n")
     return 0 if all(check.passed for check in checks) else 1
 
 

@@ -25,6 +25,7 @@ from torchvision.transforms import Compose, Normalize, RandomHorizontalFlip, Ran
 
 from vit_hf.data import load_image_classification
 from vit_hf.data.transforms import Augmentation, DeviceTransform, Normalization, attach_transforms, collate
+from vit_hf.files import write_text_atomic
 from vit_hf.image_processing_vit_hf import make_image_processor
 
 
@@ -160,10 +161,7 @@ def main():
     for row in results:
         print(f"| {row['image_size']} | {row['pipeline']} | {row['images_per_second']:.0f} | {row['ratio']:.2f}x |")
     if args.output:
-        partial = f"{args.output}.tmp"
-        with open(partial, "w") as file:
-            json.dump({"settings": vars(args), "results": results}, file, indent=2)
-        os.replace(partial, args.output)
+        write_text_atomic(args.output, json.dumps({"settings": vars(args), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ import datetime
 import functools
 import itertools
 import json
-import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -35,6 +33,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from benchmarks.peers import ModelSpec, build_peers, exact_float32, get_spec, logits_of
+from vit_hf.files import write_text_atomic
 
 PRECISIONS = ("fp32", "bf16")
 MODES = ("eager", "compile")
@@ -180,7 +179,7 @@ def write_profile(step: Callable[[], None], device: torch.device, path: Path) ->
         synchronize(device)
     sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
     table = profiler.key_averages().table(sort_by=sort_by, row_limit=40, max_name_column_width=60)
-    write_atomically(path, table + "\n")
+    write_text_atomic(path, table + "\n")
 
 
 def time_interleaved(
@@ -326,13 +325,6 @@ def markdown_table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
@@ -422,10 +414,10 @@ def main(argv: list[str] | None = None) -> list[Result]:
     print(table)
     for path in args.output:
         if path.suffix == ".json":
-            write_atomically(path, json.dumps({**header, "results": [asdict(r) for r in results]}, indent=2) + "\n")
+            write_text_atomic(path, json.dumps({**header, "results": [asdict(r) for r in results]}, indent=2) + "\n")
         else:
             intro = "\n".join(f"- {key}: {value}" for key, value in header.items())
-            write_atomically(path, f"{intro}\n\n{table}\n")
+            write_text_atomic(path, f"{intro}\n\n{table}\n")
     return results
 
 

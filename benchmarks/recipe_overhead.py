@@ -9,7 +9,6 @@ step on one batch kept on the device), on the same model, batch and precision, i
 
 import argparse
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -17,8 +16,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.fake_cifar10 import write_fake_cifar10
+from tests.data_utils import write_cifar_like
 from vit_hf.data.transforms import collate
+from vit_hf.files import write_text_atomic
 from vit_hf.training.arguments import parse_arguments
 from vit_hf.training.loop import FineTuning
 
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         # Enough training images that the loop never starts a second epoch while timed.
         # (and at least 200, so that the 10% validation hold-out has every class).
         train_size = max(200, int((args.steps + args.warmup + 2) * args.batch_size / 0.9) + 20)
-        dataset = write_fake_cifar10(Path(folder) / "cifar10", train_size=train_size, test_size=20)
+        dataset = write_cifar_like(Path(folder) / "cifar10", n_train=train_size, n_test=20)
         recipe_argv = [
             "--dataset", str(dataset), "--model", args.model, "--image_size", str(args.image_size),
             "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(args.steps),
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     print(table)
     if args.output:
         text = json.dumps(figures, indent=2) + "\n" if args.output.suffix == ".json" else table + "\n"
-        tmp = args.output.with_name(f".{args.output.name}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, args.output)
+        write_text_atomic(args.output, text)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,6 @@ It needs no network: no pretrained weights are downloaded.
 """
 
 import argparse
-import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -31,6 +29,7 @@ import torch
 
 from tests.timm_helpers import max_abs_diff, pixels, random_timm_model
 from vit_hf import UnsupportedTimmModelError, from_timm
+from vit_hf.files import write_text_atomic
 from vit_hf.timm.architecture import config_from_timm
 
 MODULES = ("vision_transformer", "vision_transformer_hybrid", "eva", "deit")
@@ -131,14 +130,6 @@ def report(rows: list[dict], modules: list[str], max_params: float, seconds: flo
     return "\n".join(lines) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(temporary, path)
-
-
 def main() -> None:
     args = parse_args()
     module_of = {name: module for module in args.modules for name in timm.list_models(module=module)}
@@ -151,7 +142,7 @@ def main() -> None:
         detail = f"{row['diff']:.1e}" if row["diff"] is not None else "; ".join(map(feature_category, row["features"]))
         print(f"[{index}/{len(names)}] {name}: {row['status']} {detail}", flush=True)
     text = report(rows, args.modules, args.max_params, time.perf_counter() - start, args.max_depth)
-    write_atomically(args.out, text)
+    write_text_atomic(args.out, text)
     print(f"Wrote {args.out}")
 
 

@@ -1,12 +1,14 @@
-"""Write small datasets in exactly the Hub's CIFAR-10 format, for tests that must not touch the network."""
+"""Write small datasets in exactly the Hub's CIFAR-10 format, for tests and benchmarks that must not touch the
+network (`python -m benchmarks.fake_cifar10` writes one from the command line)."""
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 from datasets import ClassLabel, Dataset, Features, Image
 from PIL import Image as PILImage
+
+from vit_hf.files import atomic_write, write_text_atomic
 
 CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR10_FEATURES = Features({"img": Image(), "label": ClassLabel(names=CIFAR10_NAMES)})
@@ -84,18 +86,17 @@ def cifar_like_split(count: int, image_size: int = 32, seed: int = 0) -> Dataset
 def write_cifar_like(path, n_train: int, n_test: int, image_size: int = 32, seed: int = 0) -> Path:
     """A folder laid out like the Hub repo uoft-cs/cifar10 (README.md card, plain_text/{train,test}-00000-of-00001
     .parquet with an `img` Image and a `label` ClassLabel of the ten CIFAR names). Returns the folder."""
+    if min(n_train, n_test) < len(CIFAR10_NAMES):
+        raise ValueError(f"train and test sizes must be at least {len(CIFAR10_NAMES)} (one image per class).")
     path = Path(path)
     (path / "plain_text").mkdir(parents=True, exist_ok=True)
     sizes = {}
     for split, count, split_seed in (("train", n_train, seed), ("test", n_test, seed + 1)):
         data = cifar_like_split(count, image_size, split_seed)
-        target = path / "plain_text" / f"{split}-00000-of-00001.parquet"
-        partial = target.with_suffix(".parquet.tmp")
-        data.to_parquet(str(partial))
-        os.replace(partial, target)
+        with atomic_write(path / "plain_text" / f"{split}-00000-of-00001.parquet") as tmp:
+            data.to_parquet(str(tmp))
         sizes[f"{split}_bytes"] = data.data.nbytes
     names = "\n".join(f"          '{index}': {name}" for index, name in enumerate(CIFAR10_NAMES))
     card = _CARD.format(names=names, n_train=n_train, n_test=n_test, **sizes)
-    (path / "README.md.tmp").write_text(card)
-    os.replace(path / "README.md.tmp", path / "README.md")
+    write_text_atomic(path / "README.md", card)
     return path

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import check_model, model_throughput
-from benchmarks.fake_cifar10 import CIFAR10_NAMES, write_fake_cifar10
+from benchmarks import check_model, fake_cifar10, model_throughput
 from benchmarks.model_throughput import Result, forward_flops_per_image, markdown_table, step_peak_bytes
 from benchmarks.peers import build_peers, get_spec, logits_of
+from tests.data_utils import CIFAR10_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def test_check_model_passes_and_catches_a_wrong_weight(monkeypatch, tmp_path):
 def test_fake_cifar10_loads_with_the_hub_schema(tmp_path):
     from datasets import ClassLabel, Image, load_dataset
 
-    write_fake_cifar10(tmp_path / "cifar10", train_size=30, test_size=10)
+    fake_cifar10.main([str(tmp_path / "cifar10"), "--train-size", "30", "--test-size", "10"])
     files = sorted(p.name for p in (tmp_path / "cifar10" / "plain_text").iterdir())
     assert files == ["test-00000-of-00001.parquet", "train-00000-of-00001.parquet"]
     dataset = load_dataset(str(tmp_path / "cifar10"))

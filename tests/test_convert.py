@@ -172,3 +172,23 @@ def test_flags_take_the_recipes_spelling_too(tmp_path):
     for flag in ("--image-size", "--image_size"):
         args = parse_args(["vit_tiny_patch16_224", str(tmp_path / "out"), flag, "384", "--num_labels", "10"])
         assert args.image_size == 384 and args.num_labels == 10
+
+
+def test_model_card_metadata_names_the_timm_weights_it_came_from(tmp_path):
+    import argparse
+
+    from huggingface_hub import ModelCard
+
+    from vit_hf.timm.convert import converted_model_card
+
+    timm_model = random_timm_model(NAME, num_classes=10)
+    args = argparse.Namespace(
+        model_name=NAME, checkpoint=None, num_labels=None, push_to_hub="user/converted", out_dir=tmp_path / "out"
+    )
+    converted_model_card(args, timm_model, difference=0.0).save(tmp_path / "README.md")
+    card = ModelCard.load(tmp_path / "README.md")
+    assert card.data.base_model == timm_model.pretrained_cfg["hf_hub_id"]
+    assert (card.data.library_name, card.data.pipeline_tag) == ("transformers", "image-classification")
+    assert 'from_pretrained("user/converted", trust_remote_code=True)' in card.text
+    args.checkpoint = tmp_path / "model.safetensors"  # local weights: nothing on the Hub to link to
+    assert converted_model_card(args, timm_model, difference=0.0).data.base_model is None

@@ -3,7 +3,35 @@
 import json
 import os
 import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """A hidden temporary path beside `path` for the block to write; when the block ends without error it replaces
+    `path` whole, otherwise it is removed. A reader (or a run killed meanwhile) sees the old file or the new one,
+    never half of one. The temporary keeps `path`'s suffix, so writers that infer the format from it still work."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")  # unique: writers may race
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json_atomic(path: str | Path, data) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def link_or_copy(source: str | Path, target: str | Path) -> None:
@@ -17,16 +45,26 @@ def link_or_copy(source: str | Path, target: str | Path) -> None:
 
 def snapshot(source: str | Path, target: str | Path) -> None:
     """Place `source` at `target` (replacing it whole) by `link_or_copy`."""
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    link_or_copy(source, tmp)
-    os.replace(tmp, target)
+    with atomic_write(target) as tmp:
+        link_or_copy(source, tmp)
 
 
-def write_json_atomic(path: str | Path, data) -> None:
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """`atomic_write` for a folder: a fresh hidden folder beside `path` for the block to fill, renamed to `path` when
+    the block ends without error (an existing `path` is moved aside first and deleted last), removed otherwise."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield staging
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            path.rename(retired / path.name)
+            staging.rename(path)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(path)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)

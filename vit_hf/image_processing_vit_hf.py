@@ -19,11 +19,10 @@ from .configuration_vit_hf import to_2tuple
 IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 INCEPTION_MEAN = INCEPTION_STD = (0.5, 0.5, 0.5)  # used by the original ViT checkpoints
-RESAMPLING = {
-    "nearest": PILImageResampling.NEAREST,
-    "bilinear": PILImageResampling.BILINEAR,
-    "bicubic": PILImageResampling.BICUBIC,
-}
+# timm's interpolation names -> the PIL filters timm's eval transform resizes with. The data transforms, which import
+# nothing of vit_hf, name torchvision's modes instead and read a processor's filter back through torchvision's table.
+INTERPOLATION_NAMES = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
+RESAMPLING = {name: PILImageResampling[name.upper()] for name in INTERPOLATION_NAMES}
 
 
 class ViTHFImageProcessor(ViTImageProcessorPil):

@@ -15,12 +15,11 @@ import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+# The interpolations the transforms offer, by timm's (and torchvision's) names.
 TORCHVISION_INTERPOLATION = {
-    "nearest": InterpolationMode.NEAREST,
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
+    mode.value: mode for mode in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR, InterpolationMode.BICUBIC)
 }
+INTERPOLATIONS = tuple(TORCHVISION_INTERPOLATION)
 # Up to this many pixels a side, one image resizes several times faster as two small matrix products than with
 # torch's CPU resize kernel (same weights, same result within float rounding); above it, the kernel's few taps per
 # pixel beat the dense matrices.

@@ -21,11 +21,13 @@ from PIL import Image as PILImage
 from timm.data.random_erasing import RandomErasing
 from torch.utils.data import default_collate
 from torchvision.transforms import InterpolationMode, RandomResizedCrop, v2
+from torchvision.transforms.functional import pil_modes_mapping
 from torchvision.transforms.v2 import functional as TF
 
 from .loading import SOURCE_INDEX, ImageClassificationData
 from .resize import (
     INTERPOLATIONS,
+    TORCHVISION_INTERPOLATION,
     crop_table,
     crop_weights,
     eval_matrices,
@@ -36,7 +38,8 @@ from .resize import (
 )
 
 AUTO_AUGMENTS = {"randaugment": v2.RandAugment, "trivialaugment": v2.TrivialAugmentWide}
-PIL_RESAMPLE_NAMES = {0: "nearest", 2: "bilinear", 3: "bicubic"}  # PIL.Image.Resampling values
+# PIL.Image.Resampling values (an image processor's `resample`) -> interpolation names, through torchvision's table.
+PIL_RESAMPLE_NAMES = {pil_modes_mapping[mode]: name for name, mode in TORCHVISION_INTERPOLATION.items()}
 EXIF_ORIENTATION_TAG = 0x0112
 EXIF_TRANSPOSED = (5, 6, 7, 8)  # orientations that swap width and height
 

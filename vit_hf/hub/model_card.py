@@ -1,5 +1,6 @@
-"""The model card (README.md) written beside a fine-tuned model: Hub metadata with a `model-index` of the results,
-the base model, dataset, hyperparameters, results table, pictures and how to load the model."""
+"""Model cards (README.md): Hub metadata from `ModelCardData` above a Markdown body. `build_model_card` writes the
+fine-tuned model's (a `model-index` of the results, the base model, dataset, hyperparameters, results table,
+pictures and how to load the model); `model_card` is the one builder both it and the timm converter use."""
 
 from pathlib import Path
 
@@ -15,6 +16,20 @@ TEMPLATE = """---
 """
 
 METRIC_NAMES = {"accuracy": "Top-1 accuracy", "top5_accuracy": "Top-5 accuracy", "loss": "Loss"}
+
+
+def model_card(model_name: str, body: str, *, tags: list[str], base_model: str | None = None, **card_data) -> ModelCard:
+    """A card for a vit_hf image classifier: `ModelCardData` (transformers library, image-classification pipeline,
+    `tags`, `base_model` and any other `ModelCardData` field) rendered as YAML above `# model_name` and `body`."""
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=tags,
+        base_model=base_model,
+        model_name=model_name,
+        **card_data,
+    )
+    return ModelCard.from_template(data, template_str=TEMPLATE, model_name=model_name, body=body)
 
 
 def _results_table(results: dict[str, float]) -> str:
@@ -57,17 +72,6 @@ def build_model_card(
         for metric in ("accuracy", "top5_accuracy")
         if f"{split}_{metric}" in results
     ]
-    card_data = ModelCardData(
-        license="apache-2.0",
-        library_name="transformers",
-        pipeline_tag="image-classification",
-        tags=["vit_hf", "vision-transformer", "image-classification", "timm"],
-        datasets=[dataset_id] if dataset_id else None,
-        metrics=["accuracy"],
-        base_model=base_model,
-        model_name=model_name,
-        eval_results=eval_results or None,
-    )
     load_id = repo_id or "path/to/this/folder"
     hyperparameter_rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(hyperparameters.items()))
     if base_model:
@@ -104,4 +108,13 @@ after `import vit_hf`.
 |---|---|
 {hyperparameter_rows}
 """
-    return ModelCard.from_template(card_data, template_str=TEMPLATE, model_name=model_name, body=body)
+    return model_card(
+        model_name,
+        body,
+        tags=["vit_hf", "vision-transformer", "image-classification", "timm"],
+        base_model=base_model,
+        license="apache-2.0",
+        datasets=[dataset_id] if dataset_id else None,
+        metrics=["accuracy"],
+        eval_results=eval_results or None,
+    )

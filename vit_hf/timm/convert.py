@@ -10,15 +10,16 @@ a temporary folder first and renamed into place, so an interrupted run leaves no
 
 import argparse
 import logging
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from huggingface_hub import ModelCard
 from torch import nn
 
+from ..files import atomic_folder
+from ..hub.model_card import model_card
 from ..hub.upload import upload_or_explain
 from ..modeling_vit_hf import ViTHFForImageClassification
 from .architecture import timm_model_name
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if difference > MAX_DIFFERENCE:
         logger.error("The conversion is not exact (limit %.0e); nothing was written.", MAX_DIFFERENCE)
         return 3
-    write_folder(args.out_dir, model, processor, model_card(args, timm_model, difference))
+    write_folder(args.out_dir, model, processor, converted_model_card(args, timm_model, difference))
     logger.info("Wrote %s", args.out_dir)
     if args.push_to_hub:
         message = f"Add {args.model_name} converted by vit_hf"
@@ -96,22 +97,13 @@ def max_output_difference(timm_model: nn.Module, model: ViTHFForImageClassificat
     return max(difference.item() for difference in differences)
 
 
-def model_card(args: argparse.Namespace, timm_model: nn.Module, difference: float) -> str:
+def converted_model_card(args: argparse.Namespace, timm_model: nn.Module, difference: float) -> ModelCard:
     name = timm_model_name(timm_model) or args.model_name
     hub_id = (getattr(timm_model, "pretrained_cfg", None) or {}).get("hf_hub_id")
-    base_model = f"base_model: {hub_id}\n" if hub_id and args.checkpoint is None else ""
     weights = f"the local checkpoint `{args.checkpoint.name}`" if args.checkpoint else f"timm's `{name}` weights"
     head = f"a new zero-initialised {args.num_labels}-class head" if args.num_labels is not None else "its head"
     location = args.push_to_hub or str(args.out_dir)
-    return f"""---
-library_name: transformers
-pipeline_tag: image-classification
-tags: [vit_hf, timm, vision-transformer]
-{base_model}---
-
-# {name} (vit_hf)
-
-The timm model `{name}`, converted with vit_hf from {weights}, with {head}.
+    body = f"""The timm model `{name}`, converted with vit_hf from {weights}, with {head}.
 Maximum absolute difference to timm's outputs on a random image: {difference:.1e}.
 The image processor reproduces timm's evaluation transform for this checkpoint.
 
@@ -122,26 +114,16 @@ model = AutoModelForImageClassification.from_pretrained("{location}", trust_remo
 processor = AutoImageProcessor.from_pretrained("{location}", trust_remote_code=True)
 ```
 """
+    base_model = hub_id if hub_id and args.checkpoint is None else None
+    return model_card(f"{name} (vit_hf)", body, tags=["vit_hf", "timm", "vision-transformer"], base_model=base_model)
 
 
-def write_folder(out_dir: Path, model, processor, card: str) -> None:
+def write_folder(out_dir: Path, model, processor, card: ModelCard) -> None:
     """Save into a temporary sibling folder, then rename it to `out_dir` (replacing an existing one last)."""
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+    with atomic_folder(out_dir) as staging:
         model.save_pretrained(staging)
         processor.save_pretrained(staging)
-        (staging / "README.md").write_text(card)
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
-            out_dir.rename(retired / out_dir.name)
-            staging.rename(out_dir)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        card.save(staging / "README.md")
 
 
 if __name__ == "__main__":

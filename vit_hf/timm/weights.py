@@ -10,7 +10,6 @@ import logging
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import timm
@@ -19,10 +18,10 @@ from accelerate import init_empty_weights
 from safetensors.torch import save_file
 from timm.data import ImageNetInfo, infer_imagenet_subset, resolve_data_config
 from torch import nn
-from transformers.image_utils import PILImageResampling
 
 from ..configuration_vit_hf import ViTHFConfig, to_2tuple
-from ..image_processing_vit_hf import ViTHFImageProcessor
+from ..files import atomic_write
+from ..image_processing_vit_hf import RESAMPLING, ViTHFImageProcessor
 from ..modeling_vit_hf import ViTHFForImageClassification, ViTHFModel, resample_pos_embed
 from .architecture import config_from_timm, timm_grid_size, timm_kwargs_from_config, timm_model_name
 from .eva import eva_kwargs_from_config, eva_to_vit_hf_state_dict, needs_eva, vit_hf_to_eva_state_dict
@@ -30,15 +29,6 @@ from .parallel import parallel_to_vit_hf_state_dict, vit_hf_to_parallel_state_di
 
 logger = logging.getLogger(__name__)
 
-# timm interpolation names -> PIL filters (timm's eval transform resizes PIL images with these).
-RESAMPLING = {
-    "nearest": PILImageResampling.NEAREST,
-    "bilinear": PILImageResampling.BILINEAR,
-    "bicubic": PILImageResampling.BICUBIC,
-    "lanczos": PILImageResampling.LANCZOS,
-    "box": PILImageResampling.BOX,
-    "hamming": PILImageResampling.HAMMING,
-}
 # timm's stem-only hybrid keeps the stem layers directly in the backbone; vit_hf nests them under `stem`.
 TIMM_STEM_KEY = re.compile(r"^patch_embed\.backbone\.(conv|norm)\.")
 VIT_HF_STEM_KEY = re.compile(r"^patch_embed\.backbone\.stem\.(conv|norm)\.")
@@ -277,14 +267,8 @@ def to_timm_checkpoint(model: ViTHFForImageClassification | ViTHFModel, path: st
     elif config.norm_placement == "parallel":
         tensors = vit_hf_to_parallel_state_dict(tensors, config)
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata={"format": "pt"})
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+    with atomic_write(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
     input_size = (config.num_channels, *kwargs["img_size"])
     overlay = dict(file=str(path), num_classes=num_classes, input_size=input_size)
     return dict(pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from ..files import snapshot
+from ..files import atomic_write, snapshot
 from ..hub.upload import CheckpointUploads, HubPushError, check_hub_access, upload_or_explain
 from .arguments import DataArguments, ModelArguments, TrainingArguments, trackers
 from .checkpoint_state import (
@@ -316,10 +316,8 @@ class FineTuning:
     def save_best_weights(self) -> None:
         state_dict = self.accelerator.get_state_dict(self.eval_model)
         if self.accelerator.is_main_process:
-            self.best_weights_file.parent.mkdir(exist_ok=True)
-            tmp = self.best_weights_file.with_name(".model.safetensors.tmp")
-            save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, str(tmp))
-            tmp.replace(self.best_weights_file)
+            with atomic_write(self.best_weights_file) as tmp:
+                save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, str(tmp))
         self.accelerator.wait_for_everyone()
 
     def log(self, values: dict) -> None:

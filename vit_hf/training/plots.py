@@ -1,6 +1,5 @@
 """Pictures of a training run: loss and accuracy curves, and the confusion matrix, saved as PNG."""
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -9,12 +8,13 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..files import atomic_write  # noqa: E402
+
 
 def _save(figure, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(figure)
-    os.replace(tmp, path)
 
 
 def plot_training_curves(log_history: list[dict], path: str | Path) -> None:
