@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.peers import ModelSpec, exact_float32, get_spec, logits_of, make_timm, vit_hf_from_timm, vit_hf_key
+from benchmarks.peers import ModelSpec, exact_float32, get_spec, logits_of, make_timm, vit_hf_from_timm
 from vit_hf.files import write_text_atomic
+from vit_hf.timm.weights import vit_hf_key
 
 CUDA_MODELS = ["vit_base_patch16_224", "vit_base_r50_s16_384"]
 CPU_MODELS = ["vit_small_patch16_224", "vit_small_r26_s32_224"]
@@ -68,7 +69,8 @@ def check_model(spec: ModelSpec, device: torch.device, batch_size: int) -> list[
         record("bf16 logits error vs fp32 / timm's (max abs)", our_error / max(timm_error, 1e-3), BF16_ERROR_RATIO)
 
     with exact_float32():
-        timm_grads = {vit_hf_key(name): grad for name, grad in gradients(timm_model, pixels, labels).items()}
+        timm_grads = gradients(timm_model, pixels, labels)
+        timm_grads = {vit_hf_key(name, ours.config): grad for name, grad in timm_grads.items()}
         our_grads = gradients(ours, pixels, labels)
     if timm_grads.keys() != our_grads.keys():
         raise RuntimeError(f"{spec.timm_name}: parameter names differ: {sorted(timm_grads.keys() ^ our_grads.keys())}")

@@ -1,8 +1,9 @@
 """The same Vision Transformer three ways, with the same weights: vit_hf, timm and transformers.
 
-timm's randomly initialised model is the source of the weights; they are mapped into vit_hf (parameter names are
-timm's under the `vit.` prefix) and into transformers' `ViTForImageClassification` (separate q/k/v projections,
-role names). Transformers 5 has no hybrid ResNet+ViT class, so hybrid models have no transformers peer.
+timm's randomly initialised model is the source of the weights; they are converted to vit_hf by `vit_hf.from_timm`
+(parameter names are timm's under the `vit.` prefix) and mapped into transformers' `ViTForImageClassification`
+(separate q/k/v projections, role names). Transformers 5 has no hybrid ResNet+ViT class, so hybrid models have no
+transformers peer.
 """
 
 import contextlib
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 from transformers import ViTConfig, ViTForImageClassification
 
-from vit_hf import ViTHFConfig, ViTHFForImageClassification
+from vit_hf import ViTHFConfig, ViTHFForImageClassification, from_timm
 
 
 @dataclass(frozen=True)
@@ -66,19 +67,11 @@ def make_timm(spec: ModelSpec, num_classes: int, seed: int = 0) -> nn.Module:
     return model
 
 
-def vit_hf_key(timm_key: str) -> str:
-    """vit_hf's name for a timm VisionTransformer parameter: the same, under `vit.` except for the head."""
-    return timm_key if timm_key.startswith("head.") else f"vit.{timm_key}"
-
-
 def vit_hf_from_timm(timm_model: nn.Module, spec: ModelSpec) -> ViTHFForImageClassification:
-    # The attention the recipe selects on its own: torch's sdpa, but two matmuls for bf16 on the CPU.
-    config = ViTHFConfig.from_preset(
-        spec.preset, num_labels=timm_model.num_classes, attn_implementation="sdpa_cpu_bf16"
-    )
-    model = ViTHFForImageClassification(config)
-    state = {vit_hf_key(key): value for key, value in timm_model.state_dict().items()}
-    model.load_state_dict(state, strict=True)
+    """`vit_hf.from_timm` (weights copied, timm's head kept), in timm's train/eval mode, with the attention the recipe
+    selects on its own: torch's sdpa, but two matmuls for bf16 on the CPU."""
+    model = from_timm(timm_model).train(timm_model.training)
+    model.set_attn_implementation("sdpa_cpu_bf16")
     return model
 
 

@@ -208,6 +208,17 @@ def _pretrained_labels(timm_model: nn.Module) -> dict:
     return dict(id2label=id2label, label2id={label: index for index, label in id2label.items()})
 
 
+def vit_hf_key(timm_key: str, config: ViTHFConfig) -> str:
+    """vit_hf's name for a timm VisionTransformer parameter: the same, under `vit.` except for the heads (timm's
+    stem-only hybrid keeps its stem layers directly in the backbone; vit_hf nests them under `stem`). Eva and
+    parallel-block checkpoints are rewritten into VisionTransformer names first (their fused projections split)."""
+    if timm_key.startswith(("head.", "head_dist.")):
+        return timm_key
+    if config.backbone_depths == []:
+        timm_key = TIMM_STEM_KEY.sub(r"patch_embed.backbone.stem.\1.", timm_key)
+    return f"vit.{timm_key}"
+
+
 def timm_to_vit_hf_state_dict(timm_model: nn.Module, config: ViTHFConfig) -> dict[str, torch.Tensor]:
     """The timm model's weights under vit_hf's names (copies), with the pretrained head when the config keeps it and
     the position embeddings resampled to the config's grid (timm's bicubic, antialiased resampling)."""
@@ -222,9 +233,7 @@ def timm_to_vit_hf_state_dict(timm_model: nn.Module, config: ViTHFConfig) -> dic
             if config.num_labels and value.shape[0] == config.num_labels:
                 state_dict[key] = value.detach().clone()
             continue
-        if config.backbone_depths == []:
-            key = TIMM_STEM_KEY.sub(r"patch_embed.backbone.stem.\1.", key)
-        state_dict[f"vit.{key}"] = value.detach().clone()
+        state_dict[vit_hf_key(key, config)] = value.detach().clone()
     if "vit.pos_embed" in state_dict:
         prefix = 0 if config.no_embed_class else config.num_prefix_tokens
         state_dict["vit.pos_embed"] = resample_pos_embed(
