@@ -72,7 +72,7 @@ def cifar(tmp_path_factory):
 @pytest.fixture(scope="module")
 def finished_run(cifar, tmp_path_factory):
     output = tmp_path_factory.mktemp("run") / "out"
-    result = run_recipe(recipe_args(cifar, output))
+    result = run_recipe(recipe_args(cifar, output, report_to="tensorboard"))
     assert result.returncode == 0, result.stderr[-4000:]
     return output
 
@@ -123,6 +123,8 @@ def test_hub_upload_would_send_the_model_not_the_training_state(finished_run):
         "attention_distance.png",
     } <= set(sent)
     assert not [name for name in sent if name.startswith(("checkpoint-", "best/", "."))]
+    assert list(finished_run.rglob("events.out.tfevents.*")), "the run wrote no TensorBoard log"
+    assert not [name for name in sent if "tfevents" in name]  # TensorBoard logs are training state too
 
 
 def test_output_loads_without_vit_hf_and_through_pipeline(finished_run, tmp_path):

@@ -339,6 +339,25 @@ def test_push_sends_exactly_those_files(tmp_path):
     assert sent == ["model.safetensors"] == files_to_push(tmp_path)
 
 
+def test_pushes_leave_the_ignore_patterns_as_they_were(tmp_path, monkeypatch):
+    """`upload_folder` extends the ignore list it is given in place: pushing must not grow the module's own."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    from vit_hf.hub import upload
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # each upload stops at its first request
+    (tmp_path / "model.safetensors").write_text("x")
+    before = list(upload.IGNORE_PATTERNS)
+    with mock.patch.object(HfApi, "create_repo"):
+        for _ in range(2):
+            with pytest.raises(OfflineModeIsEnabled):
+                push_folder(tmp_path, "me/model", token="hf_unused")
+    assert list(upload.IGNORE_PATTERNS) == before
+    assert files_to_push(tmp_path) == ["model.safetensors"]
+
+
 def test_hub_check_fails_fast_offline():
     with pytest.raises(HubPushError, match="Cannot reach the Hugging Face Hub"):
         check_hub_access("me/model")

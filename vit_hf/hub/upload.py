@@ -13,8 +13,9 @@ from huggingface_hub import HfApi
 from ..files import link_or_copy
 
 logger = logging.getLogger(__name__)
-# Training-only state stays local: checkpoints (pushed separately on request), hidden temporaries, logs.
-IGNORE_PATTERNS = ["checkpoint-*", "checkpoint-*/**", ".*", ".*/**", "runs/**", "best/**", "*.tmp"]
+# Training-only state stays local: checkpoints (pushed separately on request), hidden temporaries, tracker logs
+# (under runs/). A tuple: `upload_folder` extends the list it is given in place, so each upload gets a copy.
+IGNORE_PATTERNS = ("checkpoint-*", "checkpoint-*/**", ".*", ".*/**", "runs/**", "best/**", "*.tmp")
 
 
 class HubPushError(RuntimeError):
@@ -65,7 +66,7 @@ def push_folder(
         folder_path=str(folder),
         path_in_repo=path_in_repo,
         commit_message=commit_message,
-        ignore_patterns=None if path_in_repo else IGNORE_PATTERNS,
+        ignore_patterns=None if path_in_repo else list(IGNORE_PATTERNS),
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, broadcast_object_list, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, broadcast_object_list, set_seed
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
@@ -78,7 +78,8 @@ class FineTuning:
             mixed_precision=args.mixed_precision,
             gradient_accumulation_steps=args.gradient_accumulation_steps,
             log_with=trackers(args.report_to),
-            project_dir=args.output_dir,
+            # Trackers log under <output_dir>/runs/ (transformers' Trainer's place too), which Hub uploads leave out.
+            project_config=ProjectConfiguration(args.output_dir, logging_dir=str(Path(args.output_dir) / "runs")),
             cpu=args.use_cpu,
         )
         check_process_count(self.accelerator.num_processes)
