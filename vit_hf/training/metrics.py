@@ -1,7 +1,17 @@
 """Classification metrics that ship with the package (`evaluate.load("accuracy")` needs the network): top-1 / top-5
-accuracy, mean loss and the confusion matrix, accumulated batch by batch from gathered predictions."""
+accuracy, mean loss and the confusion matrix, accumulated batch by batch from gathered predictions. The label-only
+ones are also an `evaluate` module (`vit_hf/training/evaluate_metric.py`) for `evaluate.evaluator`."""
 
 import torch
+
+
+def confusion_counts(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """(num_labels, num_labels) counts, rows the true label, columns the predicted one, from (N,) label ids."""
+    labels, predictions = labels.long(), predictions.long()
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
+        raise ValueError(f"labels must be in [0, {num_labels}), got values {labels.unique().tolist()}.")
+    flat = torch.bincount(labels * num_labels + predictions, minlength=num_labels**2)
+    return flat.reshape(num_labels, num_labels)
 
 
 class ClassificationMetrics:
@@ -18,12 +28,7 @@ class ClassificationMetrics:
     def update(self, logits: torch.Tensor, labels: torch.Tensor, losses: torch.Tensor) -> None:
         """logits (B, num_labels), labels (B,), per-example losses (B,)."""
         logits, labels = logits.detach().float().cpu(), labels.detach().cpu().long()
-        if labels.numel() and (labels.min() < 0 or labels.max() >= self.num_labels):
-            raise ValueError(f"labels must be in [0, {self.num_labels}), got values {labels.unique().tolist()}.")
-        predictions = logits.argmax(dim=-1)
-        self.confusion += torch.bincount(labels * self.num_labels + predictions, minlength=self.num_labels**2).reshape(
-            self.num_labels, self.num_labels
-        )
+        self.confusion += confusion_counts(logits.argmax(dim=-1), labels, self.num_labels)
         k = min(5, self.num_labels)
         self.top5_correct += (logits.topk(k, dim=-1).indices == labels[:, None]).any(dim=-1).sum().item()
         self.loss_sum += losses.detach().float().sum().item()
