@@ -20,7 +20,7 @@ ALLOWED = {
     "data": set(),
     "hub": {"files"},
     "timm": {"model", "hub", "files"},
-    "visualize": {"model", "timm"},
+    "visualize": {"model", "timm", "files"},
     "training": {"model", "files", "data", "hub", "timm", "visualize"},
 }
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import write_json_atomic
+from ..files import atomic_write, write_json_atomic
 
 SCHEDULER_FILE = "scheduler.json"
 EMA_FILE = "ema.safetensors"
@@ -52,9 +52,8 @@ def save_shared_state(folder: Path, scheduler, ema: torch.nn.Module | None) -> N
     """Main process: the schedule (the same on every process) and the EMA weights."""
     write_json_atomic(folder / SCHEDULER_FILE, scheduler.state_dict())
     if ema is not None:
-        tmp = folder / f".{EMA_FILE}.tmp"
-        save_file({name: tensor.contiguous() for name, tensor in ema.state_dict().items()}, str(tmp))
-        tmp.replace(folder / EMA_FILE)
+        with atomic_write(folder / EMA_FILE) as tmp:
+            save_file({name: tensor.contiguous() for name, tensor in ema.state_dict().items()}, str(tmp))
 
 
 def load_state(folder: Path, process_index: int, scheduler, ema: torch.nn.Module | None) -> None:

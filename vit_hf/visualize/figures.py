@@ -1,7 +1,6 @@
 """Matplotlib pictures of what a ViT learned, each written atomically as a PNG."""
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from ..files import atomic_write  # noqa: E402
 from .mistakes import Mistake  # noqa: E402
 
 TILE_INCHES = 1.7
@@ -20,11 +20,9 @@ TILE_INCHES = 1.7
 
 def save_figure(figure: plt.Figure, path: str | Path) -> None:
     """Write the figure to a temporary file beside `path`, then move it into place whole."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, dpi=110, bbox_inches="tight")
     plt.close(figure)
-    os.replace(tmp, path)
 
 
 def to_display(pixel_values: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
