@@ -101,18 +101,7 @@ def load_image_classification(
         _check_image_folder_labels(source, features)
     label_column = _find_column(features, label_column, LABEL_COLUMNS, ClassLabel, "label")
 
-    splits = {}
-    for name in used:
-        split = raw[name]
-        if len(split) == 0:
-            raise ValueError(f"Split {name!r} of {source} is empty: remove it or add examples to it.")
-        missing = [column for column in (image_column, label_column) if column not in split.column_names]
-        if missing:
-            raise ValueError(f"Split {name!r} has no column {missing[0]!r}; its columns are {split.column_names}.")
-        if SOURCE_INDEX in split.column_names:  # e.g. a saved copy of our own output: number its rows afresh
-            split = split.remove_columns(SOURCE_INDEX)
-        split = split.add_column(SOURCE_INDEX, np.arange(len(split)))
-        splits[name] = _as_images(split, image_column, name)
+    splits = {name: _checked_split(raw[name], name, source, image_column, label_column) for name in used}
     splits, names = _encode_labels(splits, label_column)
     for name, split in splits.items():
         _check_label_range(split, label_column, len(names), name)
@@ -131,6 +120,19 @@ def load_image_classification(
         id2label=dict(enumerate(names)),
         source=source,
     )
+
+
+def _checked_split(split: Dataset, name: str, source: str, image_column: str, label_column: str) -> Dataset:
+    """A non-empty split with both columns, its rows numbered in `SOURCE_INDEX`, images decoded as PIL."""
+    if len(split) == 0:
+        raise ValueError(f"Split {name!r} of {source} is empty: remove it or add examples to it.")
+    missing = [column for column in (image_column, label_column) if column not in split.column_names]
+    if missing:
+        raise ValueError(f"Split {name!r} has no column {missing[0]!r}; its columns are {split.column_names}.")
+    if SOURCE_INDEX in split.column_names:  # e.g. a saved copy of our own output: number its rows afresh
+        split = split.remove_columns(SOURCE_INDEX)
+    split = split.add_column(SOURCE_INDEX, np.arange(len(split)))
+    return _as_images(split, image_column, name)
 
 
 def _read(source: str, cache_dir: str | None) -> DatasetDict:
