@@ -16,7 +16,7 @@ def save_checkpoint(output_dir: Path, step: int, keep_last: int = 1) -> Path:
     tmp = temporary_checkpoint_dir(output_dir, step)
     tmp.mkdir(parents=True)
     (tmp / "model.safetensors").write_text(f"weights of step {step}")
-    return finalize_checkpoint(output_dir, step, {"step": step}, keep_last)
+    return finalize_checkpoint(output_dir, step, {"step": step, "run_id": "run-a"}, keep_last)
 
 
 class SlowHub:
