@@ -85,3 +85,17 @@ def test_every_package_folder_is_in_the_readme_map():
     for module in sorted(PACKAGE.glob("*.py")):
         if module.stem not in ("__init__", "convert"):
             assert module.name in section or f"vit_hf/{module.name}" in section, module.name
+
+
+def test_every_subpackage_is_packaged():
+    """A non-editable install ships only the packages pyproject.toml names: every folder of vit_hf must be one."""
+    import pytest
+    from setuptools import find_packages
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    pyproject = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    packaged = set(find_packages(where=PACKAGE.parent, include=include))
+    folders = {".".join(path.parent.relative_to(PACKAGE.parent).parts) for path in PACKAGE.rglob("__init__.py")}
+    assert folders <= packaged, f"not packaged: {sorted(folders - packaged)}"
