@@ -51,7 +51,7 @@ def test_presets(name, expected):
 
 def test_every_listed_preset_builds_and_overrides_apply():
     presets = list_presets()
-    assert len(presets) == 5 * 4 * 2 + 4 * 2 + 1  # plain, hybrid, seed_vit
+    assert len(presets) == 5 * 4 * 2 + 4 * 2 + 1 + 3 * 2 * 2  # plain, hybrid, seed_vit, EVA-02 and DINOv3 S/B/L
     for name in presets:
         ViTHFConfig.from_preset(name)
     assert ViTHFConfig.from_preset("small_patch16_224", num_labels=10, drop_path_rate=0.1).drop_path_rate == 0.1
