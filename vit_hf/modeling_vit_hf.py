@@ -197,6 +197,11 @@ class ViTHFAttention(nn.Module):
         return ALL_ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        query, key, value = self.heads(hidden_states)
+        return self.attend(query, key, value, **kwargs)
+
+    def heads(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries (after q_norm), keys (after k_norm) and values, each (B, heads, N, head_dim)."""
         batch, tokens, channels = hidden_states.shape
         # Split the fused projection along its last dimension and view the heads in place: the gradients of the
         # three parts then join with a single concatenation in backward, where reshape/permute/unbind costs a stack
@@ -205,7 +210,13 @@ class ViTHFAttention(nn.Module):
             part.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
             for part in self.qkv(hidden_states).split(channels, dim=-1)
         )
-        query, key = self.q_norm(query), self.k_norm(key)
+        return self.q_norm(query), self.k_norm(key), value
+
+    def attend(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attention over the heads, then the output projection: (B, N, C) and the maps (eager only)."""
+        batch, _, tokens, _ = query.shape
         attn_output, attn_weights = self.attention_interface(kwargs)(
             self,
             query,
@@ -216,8 +227,8 @@ class ViTHFAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        attn_output = self.proj_drop(self.proj(self.norm(attn_output.reshape(batch, tokens, channels))))  # (B, N, C)
-        return attn_output, attn_weights
+        attn_output = attn_output.reshape(batch, tokens, self.num_heads * self.head_dim)  # (B, N, C)
+        return self.proj_drop(self.proj(self.norm(attn_output))), attn_weights
 
 
 class ViTHFRopeAttention(ViTHFAttention):
@@ -228,29 +239,12 @@ class ViTHFRopeAttention(ViTHFAttention):
     def forward(
         self, hidden_states: torch.Tensor, rope: torch.Tensor, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        batch, tokens, channels = hidden_states.shape
-        query, key, value = (
-            part.view(batch, tokens, self.num_heads, self.head_dim).transpose(1, 2)  # (B, heads, N, head_dim)
-            for part in self.qkv(hidden_states).split(channels, dim=-1)
-        )
-        query, key = self.q_norm(query), self.k_norm(key)
+        query, key, value = self.heads(hidden_states)
         prefix = self.config.num_prefix_tokens
         half = self.config.rope_rotate_half
         query = torch.cat([query[:, :, :prefix], apply_rotary(query[:, :, prefix:], rope, half)], dim=2)
         key = torch.cat([key[:, :, :prefix], apply_rotary(key[:, :, prefix:], rope, half)], dim=2)
-        query, key = query.type_as(value), key.type_as(value)
-        attn_output, attn_weights = self.attention_interface(kwargs)(
-            self,
-            query,
-            key,
-            value,
-            None,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
-        attn_output = self.proj_drop(self.proj(self.norm(attn_output.reshape(batch, tokens, channels))))  # (B, N, C)
-        return attn_output, attn_weights
+        return self.attend(query.type_as(value), key.type_as(value), value, **kwargs)
 
 
 class ViTHFMLP(nn.Module):
