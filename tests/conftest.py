@@ -30,3 +30,14 @@ def _isolated_hf_home(tmp_path_factory, monkeypatch):
     """Remote-code modules and caches go to a per-session temporary HF_HOME, never the user's."""
     home = tmp_path_factory.getbasetemp() / "hf_home"
     monkeypatch.setenv("HF_HOME", str(home))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """Benchmarks called in-process set torch's thread count; later tests compare logits bit for bit with a fresh
+    process, whose kernels must then run with the same number of threads."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
