@@ -42,51 +42,14 @@ def _results_table(results: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-def build_model_card(
-    *,
-    model_name: str,
-    base_model: str | None,
-    dataset_id: str | None,
-    dataset_name: str,
-    results: dict[str, float],
-    hyperparameters: dict,
-    image_size: int,
-    pictures: list[str],
-    repo_id: str | None = None,
-    architecture: str | None = None,
-) -> ModelCard:
-    """`results` uses the recipe's keys (`eval_accuracy`, `test_top5_accuracy`, ...); the test split's metrics go
-    into the model-index when present, the validation split's otherwise. `dataset_id` is the dataset's Hub id
-    (None for local data, which the Hub cannot link to). `architecture` describes the network in a few words (the
-    preset and its overrides, the parameter count)."""
-    split = "test" if "test_accuracy" in results else "eval"
-    eval_results = [
-        EvalResult(
-            task_type="image-classification",
-            dataset_type=dataset_id or dataset_name,
-            dataset_name=dataset_name,
-            dataset_split="test" if split == "test" else "validation",
-            metric_type=metric,
-            metric_value=round(results[f"{split}_{metric}"], 6),
-        )
-        for metric in ("accuracy", "top5_accuracy")
-        if f"{split}_{metric}" in results
-    ]
-    load_id = repo_id or "path/to/this/folder"
-    hyperparameter_rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(hyperparameters.items()))
-    if base_model:
-        origin = f"A Vision Transformer fine-tuned from `{base_model}`"
-    else:
-        origin = "A Vision Transformer trained from scratch"
-    described = f" ({architecture})" if architecture else ""
-    body = f"""{origin}{described} for image classification on **{dataset_name}** at {image_size}x{image_size}
+FINE_TUNED_BODY = """{origin}{described} for image classification on **{dataset_name}** at {image_size}x{image_size}
 with `vit_hf`.
 
 ## Results
 
-{_results_table(results)}
+{results_table}
 
-{chr(10).join(f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in pictures)}
+{pictures}
 
 ## How to use
 
@@ -108,6 +71,54 @@ after `import vit_hf`.
 |---|---|
 {hyperparameter_rows}
 """
+
+
+def _eval_results(results: dict[str, float], dataset_id: str | None, dataset_name: str) -> list[EvalResult]:
+    """The model-index entries: the test split's top-1 and top-5 when present, the validation split's otherwise."""
+    split = "test" if "test_accuracy" in results else "eval"
+    return [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=dataset_id or dataset_name,
+            dataset_name=dataset_name,
+            dataset_split="test" if split == "test" else "validation",
+            metric_type=metric,
+            metric_value=round(results[f"{split}_{metric}"], 6),
+        )
+        for metric in ("accuracy", "top5_accuracy")
+        if f"{split}_{metric}" in results
+    ]
+
+
+def build_model_card(
+    *,
+    model_name: str,
+    base_model: str | None,
+    dataset_id: str | None,
+    dataset_name: str,
+    results: dict[str, float],
+    hyperparameters: dict,
+    image_size: int,
+    pictures: list[str],
+    repo_id: str | None = None,
+    architecture: str | None = None,
+) -> ModelCard:
+    """`results` uses the recipe's keys (`eval_accuracy`, `test_top5_accuracy`, ...); the test split's metrics go
+    into the model-index when present, the validation split's otherwise. `dataset_id` is the dataset's Hub id
+    (None for local data, which the Hub cannot link to). `architecture` describes the network in a few words (the
+    preset and its overrides, the parameter count)."""
+    body = FINE_TUNED_BODY.format(
+        origin=f"A Vision Transformer fine-tuned from `{base_model}`"
+        if base_model
+        else "A Vision Transformer trained from scratch",
+        described=f" ({architecture})" if architecture else "",
+        dataset_name=dataset_name,
+        image_size=image_size,
+        results_table=_results_table(results),
+        pictures="\n".join(f"![{Path(p).stem.replace('_', ' ')}]({p})" for p in pictures),
+        load_id=repo_id or "path/to/this/folder",
+        hyperparameter_rows="\n".join(f"| {key} | {value} |" for key, value in sorted(hyperparameters.items())),
+    )
     return model_card(
         model_name,
         body,
@@ -116,5 +127,5 @@ after `import vit_hf`.
         license="apache-2.0",
         datasets=[dataset_id] if dataset_id else None,
         metrics=["accuracy"],
-        eval_results=eval_results or None,
+        eval_results=_eval_results(results, dataset_id, dataset_name) or None,
     )
