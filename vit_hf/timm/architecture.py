@@ -499,22 +499,8 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
     (`patch_stride < patch_size`), a patch-embedding bias that is not `not pre_norm` (timm ties the two), an
     activation timm does not name, or an MLP width that is not `int(hidden_size * mlp_ratio)` for a float ratio.
     """
-    problems = []
-    if config.patch_stride != config.patch_size:
-        problems.append(f"overlapping patches (patch_stride={config.patch_stride}, patch_size={config.patch_size})")
-    if config.patch_embed_bias == config.pre_norm:
-        problems.append(
-            f"patch_embed_bias={config.patch_embed_bias} with pre_norm={config.pre_norm} (timm's patch embedding "
-            "has a bias exactly when there is no pre-norm)"
-        )
-    if config.hidden_act not in TIMM_ACTIVATIONS:
-        problems.append(f"hidden_act={config.hidden_act!r} (timm names {', '.join(TIMM_ACTIVATIONS)})")
-    # timm's packed gated MLP counts both halves of fc1 in its width.
-    fc1_width = config.intermediate_size * (2 if config.mlp_type == "swiglu_packed" else 1)
-    mlp_ratio = fc1_width / config.hidden_size
-    if int(config.hidden_size * mlp_ratio) != fc1_width:
-        problems.append(f"intermediate_size={config.intermediate_size} (timm's MLP width is int(dim * mlp_ratio))")
-    problems += _vision_transformer_export_problems(config)
+    mlp_ratio = _timm_mlp_ratio(config)
+    problems = _vision_transformer_export_problems(config)
     if problems:
         listing = "".join(f"\n  - {problem}" for problem in problems)
         raise ValueError(f"This model cannot be expressed as a timm VisionTransformer; timm lacks:{listing}")
@@ -566,9 +552,27 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
     return kwargs
 
 
+def _timm_mlp_ratio(config: ViTHFConfig) -> float:
+    """timm's `mlp_ratio` for the config's MLP width (timm's packed gated MLP counts both halves of fc1)."""
+    fc1_width = config.intermediate_size * (2 if config.mlp_type == "swiglu_packed" else 1)
+    return fc1_width / config.hidden_size
+
+
 def _vision_transformer_export_problems(config: ViTHFConfig) -> list[str]:
-    """Options of the newer blocks that timm's VisionTransformer has no argument for."""
+    """The config's choices that timm's VisionTransformer has no argument for."""
     problems = []
+    if config.patch_stride != config.patch_size:
+        problems.append(f"overlapping patches (patch_stride={config.patch_stride}, patch_size={config.patch_size})")
+    if config.patch_embed_bias == config.pre_norm:
+        problems.append(
+            f"patch_embed_bias={config.patch_embed_bias} with pre_norm={config.pre_norm} (timm's patch embedding "
+            "has a bias exactly when there is no pre-norm)"
+        )
+    if config.hidden_act not in TIMM_ACTIVATIONS:
+        problems.append(f"hidden_act={config.hidden_act!r} (timm names {', '.join(TIMM_ACTIVATIONS)})")
+    fc1_width = config.intermediate_size * (2 if config.mlp_type == "swiglu_packed" else 1)
+    if int(config.hidden_size * _timm_mlp_ratio(config)) != fc1_width:
+        problems.append(f"intermediate_size={config.intermediate_size} (timm's MLP width is int(dim * mlp_ratio))")
     if config.norm_placement == "post":
         problems.append("post-norm blocks (norm_placement='post'; timm has the residual post-norm ResPostBlock)")
     if config.norm_placement == "res_post" and config.layer_scale_init_value is not None:
