@@ -17,7 +17,6 @@ from vit_hf.training.freezing import freeze, train_mode
 from vit_hf.training.model_loading import resolve_attn_implementation
 from vit_hf.training.optimization import create_optimizer
 
-peft = pytest.importorskip("peft")
 LORA = {"peft": "lora", "lora_r": 4, "lora_alpha": 8, "mixed_precision": "bf16", "gradient_checkpointing": "true"}
 
 
