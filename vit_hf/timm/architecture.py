@@ -506,14 +506,7 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         raise ValueError(f"This model cannot be expressed as a timm VisionTransformer; timm lacks:{listing}")
     norm_layer = partial(RmsNorm if config.norm_type == "rmsnorm" else LayerNorm, eps=config.layer_norm_eps)
     kwargs = dict(
-        img_size=to_2tuple(config.image_size),
-        patch_size=config.patch_size,
-        in_chans=config.num_channels,
-        num_classes=num_classes,
-        global_pool=TIMM_POOLING[config.pooling],
-        embed_dim=config.hidden_size,
-        depth=config.num_hidden_layers,
-        num_heads=config.num_attention_heads,
+        **common_timm_kwargs(config, num_classes),
         mlp_ratio=mlp_ratio,
         qkv_bias=config.qkv_bias,
         qk_norm=config.qk_norm,
@@ -525,11 +518,6 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         pre_norm=config.pre_norm,
         final_norm=config.final_norm,
         fc_norm=config.use_fc_norm,
-        drop_rate=config.classifier_dropout_prob,
-        pos_drop_rate=config.embed_dropout_prob,
-        proj_drop_rate=config.hidden_dropout_prob,
-        attn_drop_rate=config.attention_probs_dropout_prob,
-        drop_path_rate=config.drop_path_rate,
         norm_layer=norm_layer,
         act_layer=TIMM_ACTIVATIONS[config.hidden_act],
         mlp_layer={"mlp": Mlp, "swiglu": SwiGLU, "swiglu_packed": SwiGLUPacked}[config.mlp_type],
@@ -550,6 +538,25 @@ def timm_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
             width_factor=config.backbone_width_factor,
         )
     return kwargs
+
+
+def common_timm_kwargs(config: ViTHFConfig, num_classes: int) -> dict:
+    """The `timm.create_model` arguments that timm's VisionTransformer and Eva share: sizes, pooling, dropouts."""
+    return dict(
+        img_size=to_2tuple(config.image_size),
+        patch_size=config.patch_size,
+        in_chans=config.num_channels,
+        num_classes=num_classes,
+        global_pool=TIMM_POOLING[config.pooling],
+        embed_dim=config.hidden_size,
+        depth=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        drop_rate=config.classifier_dropout_prob,
+        pos_drop_rate=config.embed_dropout_prob,
+        proj_drop_rate=config.hidden_dropout_prob,
+        attn_drop_rate=config.attention_probs_dropout_prob,
+        drop_path_rate=config.drop_path_rate,
+    )
 
 
 def _timm_mlp_ratio(config: ViTHFConfig) -> float:

@@ -16,9 +16,9 @@ from torch import nn
 
 from ..configuration_vit_hf import ViTHFConfig, to_2tuple
 from .architecture import (
-    TIMM_POOLING,
     UnsupportedTimmModelError,
     attention_fields,
+    common_timm_kwargs,
     embedding_fields,
     head_fields,
     is_identity,
@@ -162,14 +162,7 @@ def eva_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
     gated = config.mlp_type != "mlp"
     norm_class = RmsNorm if config.norm_type == "rmsnorm" else LayerNorm
     kwargs = dict(
-        img_size=to_2tuple(config.image_size),
-        patch_size=config.patch_size,
-        in_chans=config.num_channels,
-        num_classes=num_classes,
-        global_pool=TIMM_POOLING[config.pooling],
-        embed_dim=config.hidden_size,
-        depth=config.num_hidden_layers,
-        num_heads=config.num_attention_heads,
+        **common_timm_kwargs(config, num_classes),
         qkv_bias=config.qkv_bias,
         qkv_fused=True,
         qk_norm=config.qk_norm,
@@ -178,11 +171,6 @@ def eva_kwargs_from_config(config: ViTHFConfig, num_classes: int) -> dict:
         scale_mlp=config.scale_mlp_norm,
         scale_attn_inner=config.scale_attn_norm,
         attn_type="eva" if not config.key_bias or not config.qkv_bias else "rope",
-        drop_rate=config.classifier_dropout_prob,
-        pos_drop_rate=config.embed_dropout_prob,
-        proj_drop_rate=config.hidden_dropout_prob,
-        attn_drop_rate=config.attention_probs_dropout_prob,
-        drop_path_rate=config.drop_path_rate,
         norm_layer=partial(norm_class, eps=config.layer_norm_eps),
         init_values=config.layer_scale_init_value,
         class_token=config.class_token,
