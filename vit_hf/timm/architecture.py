@@ -205,20 +205,7 @@ def _backbone_fields(backbone: nn.Module, problems: list[str]) -> dict:
         if stage.blocks[0].conv3.out_channels != 256 * 2**index * width_factor:
             problems.append("ResNetV2 stage widths other than (256, 512, 1024, 2048) x width factor")
         for number, block in enumerate(stage.blocks):
-            if type(block) is not Bottleneck:
-                problems.append(
-                    f"ResNetV2 blocks of type {type(block).__name__} (vit_hf has post-activation Bottleneck)"
-                )
-                continue
-            if block.conv1.out_channels * 4 != block.conv3.out_channels:
-                problems.append("a ResNetV2 bottleneck ratio other than 1/4")
-            if (type(block.downsample) is DownsampleConv) != (number == 0) or not is_identity(block.drop_path):
-                problems.append("ResNetV2 blocks with other shortcuts (avg_down) or stochastic depth")
-            if not isinstance(block.act3, nn.ReLU):
-                problems.append(f"backbone activation {type(block.act3).__name__} (vit_hf: ReLU)")
-            activations += [(block.norm1, True), (block.norm2, True), (block.norm3, False)]
-            if block.downsample is not None:
-                activations.append((block.downsample.norm, False))
+            activations += _bottleneck_norms(block, first=number == 0, problems=problems)
     if any(isinstance(norm.act, nn.ReLU) != relu for norm, relu in activations if type(norm) is GroupNormAct):
         problems.append("ResNetV2 norm activations other than ReLU after the first two convolutions of a block")
     return dict(
@@ -227,6 +214,24 @@ def _backbone_fields(backbone: nn.Module, problems: list[str]) -> dict:
         backbone_stem_channels=stem.conv.out_channels // width_factor,
         backbone_width_factor=width_factor,
     )
+
+
+def _bottleneck_norms(block: nn.Module, first: bool, problems: list[str]) -> list[tuple[nn.Module, bool]]:
+    """Checks one ResNetV2 block against vit_hf's post-activation Bottleneck; returns its norms, each with whether
+    a ReLU must follow it."""
+    if type(block) is not Bottleneck:
+        problems.append(f"ResNetV2 blocks of type {type(block).__name__} (vit_hf has post-activation Bottleneck)")
+        return []
+    if block.conv1.out_channels * 4 != block.conv3.out_channels:
+        problems.append("a ResNetV2 bottleneck ratio other than 1/4")
+    if (type(block.downsample) is DownsampleConv) != first or not is_identity(block.drop_path):
+        problems.append("ResNetV2 blocks with other shortcuts (avg_down) or stochastic depth")
+    if not isinstance(block.act3, nn.ReLU):
+        problems.append(f"backbone activation {type(block.act3).__name__} (vit_hf: ReLU)")
+    norms = [(block.norm1, True), (block.norm2, True), (block.norm3, False)]
+    if block.downsample is not None:
+        norms.append((block.downsample.norm, False))
+    return norms
 
 
 def _check_backbone_layers(backbone: nn.Module, problems: list[str]) -> None:
