@@ -13,7 +13,8 @@ scale 0.08-1 and horizontal flips, a stratified 10% of train held out for valida
                 Normalize per image in `set_transform`, Resize + CenterCrop for evaluation)
 
 Each side runs in its own process with the same thread count. Reported: wall and CPU seconds per epoch of
-training (evaluation excluded where the framework separates it), final test accuracy, and the ratio.
+training (evaluation excluded where the framework separates it), final test accuracy, and the ratio; each run's
+rows are appended to --output.
 """
 
 import argparse
@@ -195,6 +196,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--output", default="benchmarks/results/time_to_accuracy.jsonl", help="JSON lines, appended")
     parser.add_argument("--side", choices=list(SIDES), help=argparse.SUPPRESS)  # one side, in a child process
     args = parser.parse_args()
     if args.side:
@@ -207,8 +209,11 @@ def main() -> None:
     if not Path(args.dataset, "plain_text").is_dir():
         parser.error(f"{args.dataset!r} is not a Hub-layout CIFAR-10 copy (no plain_text/ folder inside).")
     rows = [measure(side, args.dataset, args.epochs, args.seed, args.threads) for side in SIDES]
-    for row in rows:
-        print(json.dumps(row))
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.output, "a") as results:
+        for row in rows:
+            print(json.dumps(row))
+            results.write(json.dumps(dict(row, dataset=args.dataset)) + "\n")
     vit_hf, peer = rows
     print("| | vit_hf recipe | transformers Trainer | Trainer / vit_hf |\n|---|---|---|---|")
     for key in ("train_wall_s_per_epoch", "process_wall_s", "process_cpu_s"):

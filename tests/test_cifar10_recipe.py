@@ -36,7 +36,8 @@ def test_short_cpu_recipe_learns_real_cifar10_sample(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not SUBSET.is_dir(), reason="the CIFAR-10 subset is not at ../shared/data/cifar10-subset")
 def test_full_cpu_recipe_reaches_its_stated_accuracy(tmp_path):
-    results = run_recipe(tmp_path / "out", "--dataset", str(SUBSET))
+    results = run_recipe(tmp_path / "out", "--dataset", str(SUBSET), "--seed", "0")
     assert results["test_num_examples"] == 1017
-    # A floor, twice chance and above the seed model's 10-epoch 25%; see the recipe's header for measured figures.
-    assert results["test_accuracy"] >= 0.3, results
+    # Measured 50.8% with seed 0 (50.8-54.9% over seeds 0-2, the recipe's header); the floor leaves room for another
+    # machine's numerics.
+    assert results["test_accuracy"] >= 0.45, results
