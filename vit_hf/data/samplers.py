@@ -31,14 +31,22 @@ class EpochShuffleSampler(Sampler):
 
 class PerExampleSeeded(Dataset):
     """Wraps a dataset whose items are drawn with random transforms: item `(index, epoch)` is computed under a seed
-    fixed by (seed, epoch, index), leaving the caller's random state untouched."""
+    fixed by (seed, epoch, index), leaving the caller's random state untouched. With `random_items=False` (the items
+    are decoded but not augmented, as when the augmentation runs batched on the device) there is nothing to seed, and
+    a batch is fetched in one call of the dataset's `__getitems__`: one Arrow read instead of one per row."""
 
-    def __init__(self, dataset, seed: int):
+    def __init__(self, dataset, seed: int, random_items: bool = True):
         self.dataset = dataset
         self.seed = seed
+        self.random_items = random_items
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list:
+        if self.random_items or not hasattr(self.dataset, "__getitems__"):
+            return [self[key] for key in keys]
+        return self.dataset.__getitems__([index for index, _ in keys])
 
     def __getitem__(self, key: tuple[int, int]):
         index, epoch = key
@@ -46,7 +54,9 @@ class PerExampleSeeded(Dataset):
         python_state = random.getstate()  # timm's random erasing draws from Python's generator
         try:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(example_seed)
+                # The CPU generator only: torch.manual_seed would also queue seeds for CUDA, XPU and MTIA, each
+                # recording a stack trace when they are not initialised (15x the cost, per image).
+                torch.default_generator.manual_seed(example_seed)
                 random.seed(example_seed)
                 return self.dataset[index]
         finally:

@@ -59,12 +59,14 @@ def uses_device_transforms(setting: str, data: ImageClassificationData) -> bool:
     return True
 
 
-def dataloader(dataset, batch_size: int, seed: int | None, workers: int, pin_memory: bool) -> DataLoader:
-    """Training loader when `seed` is given (shuffled by (seed, epoch), per-example seeded augmentation, equal
-    batches); otherwise an evaluation loader that sees every example in order."""
+def dataloader(
+    dataset, batch_size: int, seed: int | None, workers: int, pin_memory: bool, random_items: bool = True
+) -> DataLoader:
+    """Training loader when `seed` is given (shuffled by (seed, epoch), per-example seeded augmentation when
+    `random_items`, equal batches); otherwise an evaluation loader that sees every example in order."""
     train = seed is not None
     return DataLoader(
-        PerExampleSeeded(dataset, seed) if train else dataset,
+        PerExampleSeeded(dataset, seed, random_items) if train else dataset,
         batch_size=batch_size,
         sampler=EpochShuffleSampler(len(dataset), seed) if train else None,
         drop_last=train,
@@ -124,7 +126,8 @@ def build_data_pipeline(
             label_smoothing=args.label_smoothing,
         )
     workers, pin = data_args.dataloader_num_workers, device.type == "cuda"
-    train_loader = dataloader(data.train, args.per_device_train_batch_size, args.seed, workers, pin)
+    # On the device path the loaders only decode: the random draws happen on the device, batched.
+    train_loader = dataloader(data.train, args.per_device_train_batch_size, args.seed, workers, pin, not on_device)
     if len(train_loader) == 0:
         raise ValueError(
             f"The training split has {len(data.train)} examples, fewer than one batch of "
