@@ -1,11 +1,11 @@
 """Time to accuracy on real CIFAR-10: vit_hf's recipe against what a user would pick instead, side by side.
 
-    python -m benchmarks.time_to_accuracy ../shared/data/cifar10-subset [--epochs 3] [--threads 2]
+    python -m benchmarks.time_to_accuracy ../shared/data/cifar10-subset [--epochs 10] [--seed 0] [--threads 2]
 
 Both sides train the same plain ViT from scratch (32 px, 4 px patches, width 128, 4 blocks, 4 heads, MLP 256, class
 token; 0.55M parameters) on the same data with the same hyperparameters (AdamW 2e-3, weight decay 0.05, cosine
-schedule with 50 warmup steps, batch 64, label smoothing 0.1, gradient clipping at 1, random resized crops of
-scale 0.08-1 and horizontal flips, a stratified 10% of train held out for validation, evaluated every epoch):
+schedule with 50 warmup steps, batch 64, label smoothing 0.1, gradient clipping at 1, bilinear random resized crops
+of scale 0.08-1 and horizontal flips, a stratified 10% of train held out for validation, evaluated every epoch):
 
   vit_hf        `recipes/finetune.py` (vit_hf's model, uint8 batches augmented on the device)
   transformers  `transformers.Trainer` with transformers' `ViTForImageClassification` and the preprocessing of
@@ -52,6 +52,7 @@ def run_vit_hf(dataset: str, epochs: int, seed: int, output: str) -> dict:
         label_smoothing=HPARAMS["label_smoothing"],
         max_grad_norm=1.0,
         crop_scale_min=0.08,
+        interpolation="bilinear",  # torchvision's RandomResizedCrop default, as the transformers side crops
         hflip=0.5,
         eval_strategy="epoch",
         save_strategy="no",
@@ -161,6 +162,16 @@ def run_transformers(dataset: str, epochs: int, seed: int, output: str) -> dict:
 SIDES = {"vit_hf": run_vit_hf, "transformers": run_transformers}
 
 
+def commit() -> str:
+    """The measured code's git commit (with "+changes" when the tree differs from it), or "unknown"."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+
+
 def child_env() -> dict:
     return dict(os.environ, PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
@@ -193,7 +204,7 @@ def measure(side: str, dataset: str, epochs: int, seed: int, threads: int) -> di
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", help="a local copy of CIFAR-10 in the Hub layout (img, label; train and test)")
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", default="benchmarks/results/time_to_accuracy.jsonl", help="JSON lines, appended")
@@ -213,7 +224,7 @@ def main() -> None:
     with open(args.output, "a") as results:
         for row in rows:
             print(json.dumps(row))
-            results.write(json.dumps(dict(row, dataset=args.dataset)) + "\n")
+            results.write(json.dumps(dict(row, dataset=args.dataset, commit=commit())) + "\n")
     vit_hf, peer = rows
     print("| | vit_hf recipe | transformers Trainer | Trainer / vit_hf |\n|---|---|---|---|")
     for key in ("train_wall_s_per_epoch", "process_wall_s", "process_cpu_s"):

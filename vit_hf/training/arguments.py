@@ -210,6 +210,13 @@ class DataArguments:
             "short side (the ViT paper's fine-tuning evaluation); timm's ImageNet checkpoints use 0.875-0.9."
         },
     )
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = field(
+        default=None,
+        metadata={
+            "help": "Resize kernel of the training crops and the evaluation resize (default: the model's image "
+            "processor's; bicubic for timm's ViTs). Saved in the image processor."
+        },
+    )
     hflip: float = field(default=0.5, metadata={"help": "Horizontal flip probability."})
     auto_augment: Literal["randaugment", "trivialaugment", "none"] | None = field(
         default=None, metadata={"help": "Automatic augmentation policy (none: off)."}

@@ -99,10 +99,11 @@ def build_data_pipeline(
     args: TrainingArguments,
     device: torch.device,
 ) -> DataPipeline:
-    # The source's normalisation and resize kernel, at the training size with the evaluation crop chosen here.
+    # The source's normalisation and resize kernel (unless one is chosen), at the training size and evaluation crop.
     source = Normalization.from_image_processor(source_processor)
-    normalization = dataclasses.replace(source, crop_pct=data_args.eval_crop_pct)
-    processor = make_image_processor(image_size, source.mean, source.std, data_args.eval_crop_pct, source.interpolation)
+    interpolation = data_args.interpolation or source.interpolation
+    normalization = dataclasses.replace(source, crop_pct=data_args.eval_crop_pct, interpolation=interpolation)
+    processor = make_image_processor(image_size, source.mean, source.std, data_args.eval_crop_pct, interpolation)
     augmentation = Augmentation(
         scale=(data_args.crop_scale_min, 1.0),
         hflip=data_args.hflip,

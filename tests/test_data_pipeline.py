@@ -1,15 +1,19 @@
-"""The training loader's order and augmentation are functions of (seed, epoch, index) only, and the device path's
-loader fetches a batch in one read without changing what it returns."""
+"""The recipe's data pipeline: the training loader's order and augmentation are functions of (seed, epoch, index)
+only, the device path's loader fetches a batch in one read without changing what it returns, and a chosen resize
+kernel reaches the crops, the evaluation resize and the saved image processor."""
 
 import random
 
 import pytest
 import torch
+from transformers.image_utils import PILImageResampling
 
 from tests.data_utils import write_cifar_like
 from vit_hf.data import load_image_classification
 from vit_hf.data.transforms import Augmentation, Normalization, attach_transforms
-from vit_hf.training.data_pipeline import dataloader
+from vit_hf.image_processing_vit_hf import make_image_processor
+from vit_hf.training.arguments import parse_arguments
+from vit_hf.training.data_pipeline import build_data_pipeline, dataloader
 
 NORMALIZATION = Normalization(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", crop_pct=1.0)
 
@@ -48,3 +52,20 @@ def test_augmented_items_depend_on_seed_epoch_and_index_only(cifar):
         assert torch.equal(one["pixel_values"], other["pixel_values"])
     next_epoch = epoch_batches(cifar, device_transforms=False, random_items=True, epoch=3)
     assert not torch.equal(first[0]["labels"], next_epoch[0]["labels"])  # another epoch, another order
+
+
+@pytest.mark.parametrize(
+    ("flags", "kernel", "resample"),
+    [
+        ([], "bicubic", PILImageResampling.BICUBIC),
+        (["--interpolation", "bilinear"], "bilinear", PILImageResampling.BILINEAR),
+    ],
+)
+def test_interpolation_defaults_to_the_source_processor_and_can_be_chosen(cifar, flags, kernel, resample):
+    _, data_args, args = parse_arguments(["--dataset", str(cifar), "--dataloader_num_workers", "0", *flags])
+    data = load_image_classification(str(cifar), validation_fraction=0.1, seed=0)
+    source = make_image_processor(224)  # timm's ViTs: bicubic
+    pipeline = build_data_pipeline(data, source, 16, data_args, args, torch.device("cpu"))
+    assert pipeline.train_transform.normalization.interpolation == kernel
+    assert pipeline.eval_transform.normalization.interpolation == kernel
+    assert pipeline.processor.resample == resample  # saved with the model: its evaluation transform
