@@ -211,3 +211,19 @@ def test_seed_claims_rows_train_and_summarise_on_real_images(monkeypatch):
     table = seed_claims.summary_table(records)
     assert "| hybrid_third |" in table and "| 2 |" in table  # res48: two seeds, mean of both
     assert f"| res48 | {50 * (records[1]['test_accuracy'] + 0.5):.1f} (" in table
+
+
+def test_time_to_accuracy_runs_the_recipe_with_the_stated_hyperparameters(monkeypatch, tmp_path):
+    # The comparison is only fair while the vit_hf side's command parses to the settings the transformers side uses.
+    from benchmarks import time_to_accuracy
+    from vit_hf.training.arguments import parse_arguments
+
+    commands = []
+    monkeypatch.setattr(time_to_accuracy.subprocess, "run", lambda command, **_: commands.append(command))
+    with pytest.raises(FileNotFoundError):  # no all_results.json: nothing ran
+        time_to_accuracy.run_vit_hf("tests/data/cifar10-sample", 10, 0, str(tmp_path))
+    model_args, data_args, args = parse_arguments(commands[0][2:])
+    assert data_args.interpolation == "bilinear" and data_args.crop_scale_min == 0.08 and data_args.hflip == 0.5
+    assert (args.learning_rate, args.weight_decay, args.warmup_steps) == (2e-3, 0.05, 50)
+    assert (args.per_device_train_batch_size, args.label_smoothing, args.num_epochs) == (64, 0.1, 10)
+    assert model_args.image_size == 32 and model_args.drop_path_rate == 0.0
