@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from benchmarks.model_throughput import state_bytes, step_peak_bytes, time_interleaved, write_atomically
+from benchmarks.model_throughput import state_bytes, step_peak_bytes, time_interleaved
 from vit_hf import ViTHFConfig, ViTHFForImageClassification
+from vit_hf.files import write_text_atomic
 from vit_hf.training.freezing import freeze, train_mode
 from vit_hf.training.lora import apply_lora, trainable_parameters
 from vit_hf.training.optimization import create_optimizer
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None) -> str:
     table = run(args)
     print(table)
     if args.output:
-        write_atomically(args.output, table)
+        write_text_atomic(args.output, table + "\n")
     return table
 
 

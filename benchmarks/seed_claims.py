@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from datasets import load_dataset
 
 from vit_hf import ViTHFConfig, ViTHFForImageClassification
+from vit_hf.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS, BATCH, LEARNING_RATE = 240, 128, 1e-4  # the seed's recipe: 10 epochs of 3,051 images at batch 128
@@ -206,16 +207,9 @@ def main() -> None:
         futures = [pool.submit(run_one, args.dataset, row, seed, 1) for row, seed in todo]
         for future in futures:
             records.append(future.result())
-            write_lines_atomic(output, [json.dumps(record) for record in records])  # an interrupted run keeps these
+            write_text_atomic(output, "".join(json.dumps(record) + "\n" for record in records))  # kept if interrupted
             print(json.dumps(records[-1]), flush=True)
     print(summary_table(records))
-
-
-def write_lines_atomic(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

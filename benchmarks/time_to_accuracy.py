@@ -167,9 +167,11 @@ def commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True)
-    except OSError:
+    except OSError:  # no git
         return "unknown"
-    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+    if head.returncode:  # not a checkout
+        return "unknown"
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
 
 
 def child_env() -> dict:
@@ -219,12 +221,17 @@ def main() -> None:
         return
     if not Path(args.dataset, "plain_text").is_dir():
         parser.error(f"{args.dataset!r} is not a Hub-layout CIFAR-10 copy (no plain_text/ folder inside).")
+    from vit_hf.files import write_text_atomic  # here, not at the top: each side's process imports only its own stack
+
     rows = [measure(side, args.dataset, args.epochs, args.seed, args.threads) for side in SIDES]
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output, "a") as results:
-        for row in rows:
-            print(json.dumps(row))
-            results.write(json.dumps(dict(row, dataset=args.dataset, commit=commit())) + "\n")
+    measured = commit()
+    for row in rows:
+        print(json.dumps(row))
+    output = Path(args.output)
+    earlier = output.read_text() if output.exists() else ""
+    write_text_atomic(
+        output, earlier + "".join(json.dumps(dict(row, dataset=args.dataset, commit=measured)) + "\n" for row in rows)
+    )
     vit_hf, peer = rows
     print("| | vit_hf recipe | transformers Trainer | Trainer / vit_hf |\n|---|---|---|---|")
     for key in ("train_wall_s_per_epoch", "process_wall_s", "process_cpu_s"):

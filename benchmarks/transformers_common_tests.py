@@ -19,7 +19,7 @@ import tempfile
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from benchmarks.model_throughput import write_atomically
+from vit_hf.files import write_text_atomic
 
 COMMON_TESTS = ("test_modeling_common.py", "test_configuration_common.py")
 STUBS = {
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> str:
         summary = summarise(junit)
     print(summary)
     if args.output:
-        write_atomically(args.output, summary)
+        write_text_atomic(args.output, summary + "\n")
     return summary
 
 

@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import subprocess
@@ -227,3 +228,9 @@ def test_time_to_accuracy_runs_the_recipe_with_the_stated_hyperparameters(monkey
     assert (args.learning_rate, args.weight_decay, args.warmup_steps) == (2e-3, 0.05, 50)
     assert (args.per_device_train_batch_size, args.label_smoothing, args.num_epochs) == (64, 0.1, 10)
     assert model_args.image_size == 32 and model_args.drop_path_rate == 0.0
+
+
+@pytest.mark.parametrize("path", sorted(REPO.glob("benchmarks/*.py")), ids=lambda path: path.stem)
+def test_every_benchmark_module_imports(path):
+    # The benchmarks run by hand, rarely: an import broken by a change elsewhere would otherwise go unnoticed.
+    importlib.import_module(f"benchmarks.{path.stem}")
