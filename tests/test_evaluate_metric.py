@@ -44,3 +44,15 @@ def test_evaluator_scores_a_vit_hf_model_offline(tmp_path, monkeypatch):
     assert results["accuracy"] == pytest.approx(expected.diagonal().sum().item() / 30)
     assert torch.equal(torch.tensor(results["confusion_matrix"]), expected)
     assert len(set(logits.argmax(-1).tolist())) > 1  # the comparison sees more than one predicted class
+
+
+@pytest.mark.parametrize(
+    ("predictions", "references", "message"),
+    [([], [], "evaluation data is empty"), ([0, 7], [0, 1], r"predictions must be in \[0, 3\)")],
+)
+def test_metric_bad_input_is_a_clear_error(monkeypatch, predictions, references, message):
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    from vit_hf.training.evaluate_metric import load_metric
+
+    with pytest.raises(ValueError, match=message):
+        load_metric().compute(predictions=predictions, references=references, num_labels=3)

@@ -28,11 +28,11 @@ class ViTHFClassificationMetrics(evaluate.Metric):
         )
 
     def _compute(self, predictions: list[int], references: list[int], num_labels: int | None = None) -> dict:
-        predictions, references = torch.tensor(predictions), torch.tensor(references)
-        if num_labels is None:
-            num_labels = int(max(predictions.max(), references.max())) + 1 if len(references) else 0
         if not len(references):
             raise ValueError("No examples to score: the evaluation data is empty.")
+        predictions, references = torch.tensor(predictions), torch.tensor(references)
+        if num_labels is None:
+            num_labels = int(max(predictions.max(), references.max())) + 1
         confusion = confusion_counts(predictions, references, num_labels)
         return {
             "accuracy": confusion.diagonal().sum().item() / len(references),

@@ -8,8 +8,9 @@ import torch
 def confusion_counts(predictions: torch.Tensor, labels: torch.Tensor, num_labels: int) -> torch.Tensor:
     """(num_labels, num_labels) counts, rows the true label, columns the predicted one, from (N,) label ids."""
     labels, predictions = labels.long(), predictions.long()
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_labels):
-        raise ValueError(f"labels must be in [0, {num_labels}), got values {labels.unique().tolist()}.")
+    for name, ids in (("labels", labels), ("predictions", predictions)):
+        if ids.numel() and (ids.min() < 0 or ids.max() >= num_labels):
+            raise ValueError(f"{name} must be in [0, {num_labels}), got values {ids.unique().tolist()}.")
     flat = torch.bincount(labels * num_labels + predictions, minlength=num_labels**2)
     return flat.reshape(num_labels, num_labels)
 
