@@ -18,6 +18,7 @@ from typing import Literal, get_args, get_origin
 
 import yaml
 
+from ..data.resize import INTERPOLATIONS
 from .optimization import OptimizerName, SchedulerName
 
 
@@ -210,7 +211,7 @@ class DataArguments:
             "short side (the ViT paper's fine-tuning evaluation); timm's ImageNet checkpoints use 0.875-0.9."
         },
     )
-    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = field(
+    interpolation: Literal[INTERPOLATIONS] | None = field(
         default=None,
         metadata={
             "help": "Resize kernel of the training crops and the evaluation resize (default: the model's image "
